@@ -1,0 +1,86 @@
+"""Classification, calibration, realism and memorisation measures shared by the scripts."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy import linalg
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+from .data import CLASS_NAMES, NUM_CLASSES
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """Top-label ECE with equal-width confidence bins."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    error = 0.0
+    for low, high in zip(edges[:-1], edges[1:], strict=True):
+        in_bin = (confidence > low) & (confidence <= high)
+        if in_bin.any():
+            error += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
+    return float(error)
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature minimising validation negative log-likelihood (Guo et al., 2017)."""
+    logits_t = torch.from_numpy(logits).double()
+    labels_t = torch.from_numpy(labels).long()
+    log_temperature = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    optimiser = torch.optim.LBFGS([log_temperature], lr=0.1, max_iter=200)
+
+    def closure() -> torch.Tensor:
+        optimiser.zero_grad()
+        loss = torch.nn.functional.cross_entropy(logits_t / log_temperature.exp(), labels_t)
+        loss.backward()
+        return loss
+
+    optimiser.step(closure)
+    return float(log_temperature.detach().exp())
+
+
+def classification_report(labels: np.ndarray, predictions: np.ndarray) -> dict:
+    """Accuracy, macro precision/recall/F1 and per-class figures, keyed by class name."""
+    classes = list(range(NUM_CLASSES))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        labels, predictions, labels=classes, zero_division=0
+    )
+    return {
+        "accuracy": float(accuracy_score(labels, predictions)),
+        "macro_precision": float(precision.mean()),
+        "macro_recall": float(recall.mean()),
+        "macro_f1": float(f1_score(labels, predictions, labels=classes, average="macro", zero_division=0)),
+        "per_class": {
+            name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for name, p, r, f, s in zip(CLASS_NAMES, precision, recall, f1, support, strict=True)
+        },
+        "confusion_matrix": confusion_matrix(labels, predictions, labels=classes).tolist(),
+    }
+
+
+def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets (the FID formula)."""
+    mean_a, mean_b = features_a.mean(axis=0), features_b.mean(axis=0)
+    cov_a = np.cov(features_a, rowvar=False)
+    cov_b = np.cov(features_b, rowvar=False)
+    covmean, _ = linalg.sqrtm(cov_a @ cov_b, disp=False)
+    if not np.isfinite(covmean).all():
+        offset = np.eye(cov_a.shape[0]) * 1e-6
+        covmean = linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
+    covmean = covmean.real
+    return float(((mean_a - mean_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * covmean))
+
+
+def nearest_distances(queries: np.ndarray, references: np.ndarray, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """For each query image, the L2 pixel distance to (and index of) its nearest reference image."""
+    ref = torch.from_numpy(references.reshape(len(references), -1).astype(np.float32) / 255.0)
+    ref_sq = (ref * ref).sum(dim=1)
+    distances, indices = [], []
+    for start in range(0, len(queries), chunk):
+        q = torch.from_numpy(queries[start : start + chunk].reshape(-1, ref.shape[1]).astype(np.float32) / 255.0)
+        squared = (q * q).sum(dim=1, keepdim=True) - 2 * q @ ref.T + ref_sq
+        best, where = squared.clamp(min=0).min(dim=1)
+        distances.append(best.sqrt())
+        indices.append(where)
+    return torch.cat(distances).numpy(), torch.cat(indices).numpy()

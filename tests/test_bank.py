@@ -1,0 +1,129 @@
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from pathgen.bank import BANK_ARRAYS, BANK_INFO, ImageBank
+from pathgen.classifier import TissueClassifier
+from pathgen.data import NUM_CLASSES, TISSUE_CLASSES
+from pathgen.generator import PixelDiffusionGenerator, UNetShape, build_noise_scheduler, build_unet, load_generator
+from pathgen.validation import regenerate, unpack_image_seed
+from tests.conftest import ASSETS
+from training import build_bank, evaluate_generator
+
+SHIPPED_BANK = ASSETS / "bank"
+
+
+def random_bank(n: int = 6) -> ImageBank:
+    rng = np.random.default_rng(0)
+    probabilities = rng.dirichlet(np.ones(NUM_CLASSES), n).astype(np.float32)
+    return ImageBank(images=rng.integers(0, 256, (n, 28, 28, 3), dtype=np.uint8),
+                     labels=rng.integers(0, NUM_CLASSES, n), probabilities=probabilities,
+                     seeds=rng.integers(0, 2**62, n), attempts=rng.integers(1, 4, n), info={"threshold": 0.9})
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    """A random-weight generator and classifier saved the way the shipped ones are."""
+    folder = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    shape = UNetShape(block_out_channels=(16, 32), norm_num_groups=8, attention_head_dim=8)
+    PixelDiffusionGenerator(build_unet(shape), dict(build_noise_scheduler().config)).save_pretrained(folder / "gen")
+    TissueClassifier().save_pretrained(folder / "clf")
+    return folder / "gen", folder / "clf"
+
+
+def test_save_load_round_trip(tmp_path):
+    bank = random_bank()
+    bank.save(tmp_path)
+    loaded = ImageBank.load(tmp_path)
+    for name in ("images", "labels", "probabilities", "seeds", "attempts"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(bank, name))
+    assert loaded.info == bank.info and len(loaded) == 6
+    np.testing.assert_allclose(loaded.confidence(), bank.probabilities[np.arange(6), bank.labels])
+
+
+def test_missing_and_corrupt_banks(tmp_path):
+    with pytest.raises(FileNotFoundError, match="build_bank"):
+        ImageBank.load(tmp_path / "absent")
+    random_bank().save(tmp_path)
+    (tmp_path / BANK_INFO).write_text("{not json")
+    with pytest.raises(ValueError, match="corrupt"):
+        ImageBank.load(tmp_path)
+    (tmp_path / BANK_ARRAYS).write_bytes(b"not an npz file")
+    with pytest.raises(ValueError, match="corrupt"):
+        ImageBank.load(tmp_path)
+    bank = random_bank()
+    np.savez_compressed(tmp_path / BANK_ARRAYS, images=bank.images, labels=bank.labels)  # no probabilities
+    with pytest.raises(ValueError, match="corrupt"):
+        ImageBank.load(tmp_path)
+
+
+def test_inconsistent_arrays_are_rejected():
+    bank = random_bank()
+    with pytest.raises(ValueError, match="labels"):
+        ImageBank(bank.images, bank.labels + NUM_CLASSES, bank.probabilities, bank.seeds, bank.attempts)
+    with pytest.raises(ValueError, match="seeds"):
+        ImageBank(bank.images, bank.labels, bank.probabilities, bank.seeds[:-1], bank.attempts)
+
+
+def test_shipped_bank_reclassifies_to_its_labels():
+    bank = ImageBank.load(SHIPPED_BANK)
+    classifier = TissueClassifier.from_pretrained(ASSETS / "classifier")
+    threshold = bank.info["threshold"]
+    assert np.bincount(bank.labels, minlength=NUM_CLASSES).min() >= 64
+    assert sum(f.stat().st_size for f in SHIPPED_BANK.iterdir()) <= 15e6
+    # A bank made with other weights than the shipped ones must be rebuilt.
+    assert bank.info["classifier"]["sha256"] == build_bank.describe_model(ASSETS / "classifier")["sha256"]
+    assert bank.info["generator"]["sha256"] == build_bank.describe_model(ASSETS / "generator")["sha256"]
+    probabilities = classifier.predict_proba(bank.images)
+    np.testing.assert_allclose(probabilities, bank.probabilities, atol=1e-4)
+    assert (probabilities.argmax(1) == bank.labels).all()
+    assert (bank.confidence() >= threshold).all()
+    assert (probabilities[np.arange(len(bank)), bank.labels] >= threshold - 1e-4).all()
+
+
+def test_shipped_bank_seed_regenerates_its_image():
+    bank = ImageBank.load(SHIPPED_BANK)
+    index = int(np.argmin([unpack_image_seed(s)[1] for s in bank.seeds]))  # the cheapest call to repeat
+    generator = load_generator(ASSETS / "generator")
+    generator.bf16 = bank.info["bf16"]  # the precision the bank was made in
+    image = regenerate(generator, int(bank.labels[index]), int(bank.seeds[index]),
+                       steps=bank.info["steps"], guidance=bank.info["guidance"])
+    # Kernels may round differently on another CPU; a wrong seed would differ by tens of levels.
+    assert np.abs(image.astype(int) - bank.images[index]).mean() < 2
+
+
+def test_build_bank_refuses_to_write_an_incomplete_bank(tmp_path, tiny_models):
+    generator, classifier = tiny_models
+    args = build_bank.parse_args(["--generator", str(generator), "--classifier", str(classifier), "--output-dir",
+                                  str(tmp_path / "bank"), "--per-class", "2", "--threshold", "1.0",
+                                  "--max-attempts", "2", "--steps", "2", "--threads", "1"])
+    with pytest.raises(SystemExit, match="adipose: only 0 of 2"):
+        build_bank.main(args)
+    assert not (tmp_path / "bank").exists()
+
+
+def test_evaluate_generator_smoke(tmp_path, tiny_models, fixture_dir):
+    generator, classifier = tiny_models
+    output = tmp_path / "metrics"
+    args = evaluate_generator.parse_args([
+        "--data-dir", str(fixture_dir), "--generator", str(generator), "--classifier", str(classifier),
+        "--output-dir", str(output), "--per-class", "3", "--fd-size", "6", "--fd-dims", "4",
+        "--validated-per-class", "2", "--max-attempts", "1", "--steps", "2", "--threads", "1"])
+    evaluate_generator.main(args)
+    metrics = json.loads((output / "generator.json").read_text())
+    for figure in metrics["figures"]:
+        assert (output / figure).stat().st_size > 1000
+    recognised = metrics["recognisability"]
+    assert recognised["images_per_class"] == [6] * NUM_CLASSES and recognised["paper_1"]["macro_f1"] == 0.6727
+    keys = [t.key for t in TISSUE_CLASSES]
+    assert list(metrics["acceptance"]["per_class"]) == keys and list(metrics["realism"]["per_class"]) == keys
+    assert all(v["generated"] == 2 for v in metrics["acceptance"]["per_class"].values())
+    overall = metrics["realism"]["overall"]
+    assert overall["images_per_set"] == 6 * NUM_CLASSES and math.isfinite(overall["generated_vs_real"])
+    assert metrics["memorisation"]["generated"]["images"] == 6 * NUM_CLASSES
+    assert 0 <= metrics["memorisation"]["generated"]["near_copy_fraction"] <= 1
+    assert metrics["settings"]["steps"] == 2 and metrics["generator"]["sha256"] and metrics["classifier"]["sha256"]

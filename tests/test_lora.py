@@ -1,0 +1,154 @@
+"""The Stable Diffusion + LoRA backend, end to end on tiny random-weight components (offline, CPU)."""
+
+import json
+import shutil
+from pathlib import Path
+
+import huggingface_hub.constants
+import numpy as np
+import pytest
+import torch
+from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from peft import get_peft_model_state_dict
+from safetensors.torch import load_file
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+from pathgen.data import TISSUE_CLASSES
+from pathgen.generator import load_generator
+from pathgen.lora import LORA_WEIGHT_NAME, LoraGenerator, class_prompt
+from tests.conftest import FIXTURE_DIR
+from training import train_lora
+
+TINY_CLIP = FIXTURE_DIR / "tiny_clip"
+
+
+def save_tiny_stable_diffusion(folder: Path) -> None:
+    """A diffusers SD folder with the real component classes at toy sizes: 32px images, 16px latents."""
+    torch.manual_seed(0)
+    tokenizer = CLIPTokenizer.from_pretrained(TINY_CLIP, model_max_length=77)
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+        max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id))
+    vae = AutoencoderKL(block_out_channels=(32, 64), down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, sample_size=32)
+    unet = UNet2DConditionModel(sample_size=16, block_out_channels=(32, 64), layers_per_block=1,
+                                down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+                                cross_attention_dim=32, attention_head_dim=8)
+    scheduler = DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False,
+                              steps_offset=1)
+    StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
+                            safety_checker=None, feature_extractor=None,
+                            requires_safety_checker=False).save_pretrained(folder)
+
+
+def train_args(base: Path, out: Path, max_steps: int) -> list[str]:
+    return ["--base-model", str(base), "--data-dir", str(FIXTURE_DIR), "--output-dir", str(out),
+            "--resolution", "32", "--rank", "4", "--batch-size", "2", "--lr", "1e-2", "--device", "cpu",
+            "--max-steps", str(max_steps), "--checkpointing-steps", "1", "--train-limit", "64"]
+
+
+@pytest.fixture(scope="module")
+def base_model(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("tiny-sd")
+    save_tiny_stable_diffusion(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def adapter_dir(base_model, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("lora")
+    train_lora.main(train_lora.parse_args(train_args(base_model, out, max_steps=2)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def lora_generator(adapter_dir) -> LoraGenerator:
+    return load_generator(adapter_dir)
+
+
+def lora_up_weights(folder: Path) -> dict[str, torch.Tensor]:
+    state = load_file(folder / LORA_WEIGHT_NAME)
+    return {k: v for k, v in state.items() if "lora.up" in k or "lora_B" in k}
+
+
+def test_class_prompts_are_distinct_domain_prompts():
+    assert class_prompt(0) == "an H&E stained histopathology image of colorectal adipose tissue"
+    prompts = [class_prompt(tissue) for tissue in TISSUE_CLASSES]
+    assert len(set(prompts)) == len(prompts) and all("colorectal colorectal" not in p for p in prompts)
+
+
+def test_training_writes_a_loadable_adapter(adapter_dir, base_model):
+    config = json.loads((adapter_dir / "generator_config.json").read_text())
+    assert config == {"backend": "sd-lora", "base_model": str(base_model.resolve()), "resolution": 32,
+                      "sampling_defaults": {"steps": 30, "guidance": 7.5}}
+    up = lora_up_weights(adapter_dir)
+    assert up, "no LoRA up-projections saved"
+    # peft's gaussian init starts every up-projection at zero, so non-zero means trained.
+    assert all(weight.abs().sum() > 0 for weight in up.values())
+    assert torch.load(adapter_dir / "checkpoint.pt", weights_only=False)["step"] == 2
+
+
+def test_training_resumes_from_checkpoint(adapter_dir, base_model, tmp_path):
+    out = tmp_path / "lora"
+    shutil.copytree(adapter_dir, out)
+    train_lora.main(train_lora.parse_args(train_args(base_model, out, max_steps=3)))
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 3
+    before, after = lora_up_weights(adapter_dir), lora_up_weights(out)
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_loaded_adapter_matches_trained_weights(lora_generator, adapter_dir):
+    trained = torch.load(adapter_dir / "checkpoint.pt", weights_only=False)["lora"]
+    unet = lora_generator.pipe.unet
+    loaded = get_peft_model_state_dict(unet, adapter_name=unet.active_adapters()[0])
+    assert trained.keys() == loaded.keys()
+    assert all(torch.equal(trained[k], loaded[k]) for k in trained)
+
+
+def test_generate_shape_and_seed_determinism(lora_generator):
+    a = lora_generator.generate(3, 2, seed=7, steps=2)
+    b = lora_generator.generate(3, 2, seed=7, steps=2)
+    c = lora_generator.generate(3, 2, seed=8, steps=2)
+    assert a.shape == (2, 28, 28, 3) and a.dtype == np.uint8
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(class_index=9, n=1), "Unknown tissue class"),
+    (dict(class_index=0, n=0), "n must be"),
+    (dict(class_index=0, n=1, steps=0), "steps must be"),
+    (dict(class_index=0, n=1, guidance=-1.0), "guidance must be"),
+])
+def test_bad_arguments_are_rejected(lora_generator, kwargs, match):
+    class_index, n = kwargs.pop("class_index"), kwargs.pop("n")
+    with pytest.raises(ValueError, match=match):
+        lora_generator.generate(class_index, n, **kwargs)
+
+
+def test_missing_and_corrupt_folders(adapter_dir, tmp_path):
+    with pytest.raises(FileNotFoundError):
+        LoraGenerator.from_pretrained(tmp_path / "absent")
+    with pytest.raises(FileNotFoundError, match="generator_config.json"):
+        LoraGenerator.from_pretrained(tmp_path)
+
+    bad_config = tmp_path / "bad-config"
+    shutil.copytree(adapter_dir, bad_config)
+    (bad_config / "generator_config.json").write_text('{"backend": "sd-lora"}')
+    with pytest.raises(ValueError, match="corrupt"):
+        LoraGenerator.from_pretrained(bad_config)
+
+    bad_weights = tmp_path / "bad-weights"
+    shutil.copytree(adapter_dir, bad_weights)
+    (bad_weights / LORA_WEIGHT_NAME).write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match="LoRA weights"):
+        load_generator(bad_weights)
+
+
+def test_unreachable_hub_id_says_so(monkeypatch):
+    # huggingface_hub reads HF_HUB_OFFLINE once at import; patch the constant so nothing is attempted.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ConnectionError, match="Hugging Face Hub is unreachable.*local folder"):
+        load_generator("pathgen-tests/no-such-adapter")

@@ -1,0 +1,112 @@
+"""Fill the app's image bank with classifier-validated synthetic tiles.
+
+    python -m training.build_bank
+
+For every class, `generate_validated` keeps regenerating until `--per-class` images pass the shipped
+classifier at `--threshold`. Writes bank.npz and bank.json (model paths and sha256 hashes, settings,
+acceptance per class, date) to `--output-dir`. Fails, writing nothing, if a class cannot be filled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pathgen.bank import ImageBank
+from pathgen.classifier import TissueClassifier
+from pathgen.data import TISSUE_CLASSES
+from pathgen.generator import load_generator
+from pathgen.validation import DEFAULT_THRESHOLD, derive_seed, generate_validated
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--generator", default="assets/generator", help="Generator folder (load_generator).")
+    parser.add_argument("--classifier", default="assets/classifier", help="Classifier folder (from_pretrained).")
+    parser.add_argument("--output-dir", default="assets/bank", help="Where bank.npz and bank.json go.")
+    parser.add_argument("--per-class", type=int, default=64, help="Validated images per class.")
+    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                        help="Minimum calibrated probability of the requested class.")
+    parser.add_argument("--max-attempts", type=int, default=10, help="Regeneration rounds per class before giving up.")
+    parser.add_argument("--steps", type=int, default=None, help="Sampling steps (default: the generator's).")
+    parser.add_argument("--guidance", type=float, default=None, help="Guidance scale (default: the generator's).")
+    parser.add_argument("--batch-size", type=int, default=None, help="Images per generate call (default: pathgen's).")
+    parser.add_argument("--seed", type=int, default=0, help="Run seed; each class derives its own from it.")
+    parser.add_argument("--max-mb", type=float, default=15.0, help="Fail if the written bank is larger than this.")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
+    return parser.parse_args(argv)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def describe_model(folder: str | Path) -> dict:
+    """The folder and the sha256 of its weights and configs, so a result names the exact model that made it."""
+    folder = Path(folder)
+    # Reports saved beside a model (training.json, metrics.json) must not change its identity.
+    files = sorted(f for f in folder.rglob("*")
+                   if f.suffix == ".safetensors" or (f.suffix == ".json" and "config" in f.name))
+    return {"path": str(folder), "sha256": {str(f.relative_to(folder)): file_sha256(f) for f in files}}
+
+
+def main(args: argparse.Namespace) -> ImageBank:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    generator = load_generator(args.generator)
+    classifier = TissueClassifier.from_pretrained(args.classifier)
+    steps = generator.defaults.steps if args.steps is None else args.steps
+    guidance = generator.defaults.guidance if args.guidance is None else args.guidance
+    batches, acceptance = [], {}
+    for tissue in TISSUE_CLASSES:
+        started = time.time()
+        batch = generate_validated(generator, classifier, tissue.index, args.per_class, threshold=args.threshold,
+                                   max_attempts=args.max_attempts, seed=derive_seed(args.seed, tissue.index),
+                                   batch_size=args.batch_size, steps=steps, guidance=guidance)
+        print(f"{tissue.key}: {batch.accepted}/{batch.requested} accepted from {batch.generated} generated "
+              f"({batch.acceptance_rate:.0%}) in {time.time() - started:.0f} s", flush=True)
+        if not batch.complete:
+            raise SystemExit(f"{tissue.key}: only {batch.accepted} of {args.per_class} images reached probability "
+                             f"{args.threshold} in {args.max_attempts} rounds; nothing written. Raise --max-attempts, "
+                             "or check the generator and classifier.")
+        batches.append(batch)
+        acceptance[tissue.key] = {"seed": batch.seed, "generated": batch.generated,
+                                  "acceptance_rate": batch.acceptance_rate,
+                                  "mean_attempts": float(batch.attempts.mean())}
+    info = {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "generator": describe_model(args.generator),
+        "classifier": describe_model(args.classifier),
+        "threshold": args.threshold, "max_attempts": args.max_attempts, "steps": steps, "guidance": guidance,
+        "bf16": getattr(generator, "bf16", None),
+        "seed": args.seed, "per_class": args.per_class, "acceptance": acceptance,
+        "image_seeds": "pathgen.validation.regenerate(generator, label, seed, steps=steps, guidance=guidance) "
+                       "recreates an image from its seed",
+        "reproduce": "python -m training.build_bank " + " ".join(
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None),
+    }
+    bank = ImageBank(images=np.concatenate([b.images for b in batches]),
+                     labels=np.concatenate([np.full(b.accepted, b.class_index, np.int64) for b in batches]),
+                     probabilities=np.concatenate([b.probabilities for b in batches]),
+                     seeds=np.concatenate([b.seeds for b in batches]),
+                     attempts=np.concatenate([b.attempts for b in batches]), info=info)
+    bank.save(args.output_dir)
+    size_mb = sum(f.stat().st_size for f in Path(args.output_dir).iterdir() if f.is_file()) / 1e6
+    print(f"wrote {args.output_dir}: {len(bank)} images, {size_mb:.2f} MB")
+    if size_mb > args.max_mb:
+        raise SystemExit(f"the bank in {args.output_dir} is {size_mb:.1f} MB, over the {args.max_mb} MB limit.")
+    return bank
+
+
+if __name__ == "__main__":
+    main(parse_args())

@@ -1,0 +1,38 @@
+"""Write the few real PathMNIST tiles the app shows beside the synthetic ones.
+
+    python -m training.export_real_examples --data-dir ../shared/data
+
+Takes the first `--per-class` validation images of each class (NCT-CRC-HE-100K, CC BY 4.0).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from pathgen.data import DATA_CITATION, load_split
+from training.make_fixture import first_per_class
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default=None, help="Folder with pathmnist.npz.")
+    parser.add_argument("--output", default="assets/real_examples.npz", help="Output .npz (images, labels, indices).")
+    parser.add_argument("--per-class", type=int, default=8, help="Real images per class.")
+    return parser.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> None:
+    images, labels = load_split("val", args.data_dir)
+    keep = first_per_class(labels, args.per_class)
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(output, images=images[keep], labels=labels[keep], indices=keep,
+                        attribution=np.array(f"Real validation tiles. {DATA_CITATION}"))
+    print(f"wrote {output} ({len(keep)} images)")
+
+
+if __name__ == "__main__":
+    main(parse_args())
