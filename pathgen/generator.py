@@ -168,7 +168,7 @@ class PixelDiffusionGenerator:
     def from_pretrained(cls, path: str | os.PathLike) -> PixelDiffusionGenerator:
         folder = Path(path)
         try:
-            unet = UNet2DModel.from_pretrained(folder / "unet").to(torch.float32)
+            unet = UNet2DModel.from_pretrained(folder / "unet", torch_dtype=torch.float32)
             scheduler_config = dict(DDPMScheduler.load_config(folder / "scheduler"))
             settings = json.loads((folder / GENERATOR_CONFIG_NAME).read_text())
             defaults = SamplingDefaults(**settings.get("sampling_defaults", {}))
