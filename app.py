@@ -245,6 +245,8 @@ def model_card(assets: Assets) -> str:
     unet = getattr(getattr(assets.generator, "pipeline", None), "unet", None)
     size = f", {sum(p.numel() for p in unet.parameters()) / 1e6:.1f} M parameters" if unet is not None else ""
     counts = np.bincount(assets.bank.labels, minlength=NUM_CLASSES)
+    tta = (" Each prediction averages the eight flips and rotations of the tile, since tissue has no orientation."
+           if assets.classifier.config.dihedral_tta else "")
     return f"""
 ## Model card
 
@@ -259,7 +261,7 @@ so one pixel covers about 4 µm and a nucleus is only a pixel or two wide. Nine 
 - **Generator** (`{assets.generator_backend}` backend{size}): a class-conditional diffusion model trained on the
   PathMNIST train split that draws 28 × 28 tiles of a requested tissue type.
 - **Classifier**: ResNet-18 adapted to 28 × 28 input, trained on the PathMNIST train split and calibrated by
-  temperature scaling on the validation split (T = {metric(c, "temperature", digits=3)}).
+  temperature scaling on the validation split (T = {metric(c, "temperature", digits=3)}).{tta}
 - **Validation filter**: a generated tile is kept only if the classifier's top class is the requested one with
   calibrated probability ≥ the threshold ({assets.threshold:.2f} for the bank); rejected tiles are regenerated.
 - **Image bank**: {len(assets.bank)} validated tiles ({", ".join(f"{n} {t.key}" for n, t in zip(counts, TISSUE_CLASSES,

@@ -5,7 +5,9 @@
 Server-side times run the named endpoints in-process through gradio's own pre- and post-processing
 (`Blocks.process_api`, no network). The load test starts `python app.py` as a separate process and drives it
 with one gradio_client session per simulated trainee, all in threads, each taking a quiz (start, then answer
-and next for every question); it reports the p95 latency of those calls and how many failed. It also times
+and next for every question) with a reading pause between calls (--think-s; 0 makes it a burst in which
+every trainee clicks again the instant a reply arrives); it reports the p95 latency of those calls and how
+many failed. It also times
 start-up: from launching `python app.py` to its first served page.
 """
 
@@ -37,6 +39,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=45, help="Timed tissue switches and next-question calls.")
     parser.add_argument("--users", type=int, default=20, help="Concurrent gradio_client sessions in the load test.")
     parser.add_argument("--questions", type=int, default=5, help="Questions in each simulated trainee's quiz.")
+    parser.add_argument("--think-s", type=float, default=2.0,
+                        help="Mean pause of a trainee between calls, drawn uniformly from 0.5x to 1.5x (0: no pause).")
+    parser.add_argument("--seed", type=int, default=0, help="Seed for the trainees' pauses.")
     parser.add_argument("--output", default=None, help="Also write the results to this JSON file.")
     parser.add_argument("--startup-timeout", type=float, default=120.0,
                         help="Seconds to wait for the app process to start serving.")
@@ -86,7 +91,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def load_test(assets: str, users: int, questions: int, startup_timeout: float) -> dict:
+def load_test(assets: str, users: int, questions: int, startup_timeout: float, think_s: float, seed: int) -> dict:
     """Latencies (s) of every quiz call by `users` simultaneous sessions, the errors, the wall time and the
     server's CPU seconds, which tell server cost apart from the clients' own (they share this machine)."""
     from gradio_client import Client
@@ -132,15 +137,22 @@ def load_test(assets: str, users: int, questions: int, startup_timeout: float) -
                 if error:
                     errors.append(error)
 
-        def trainee(client: Client) -> None:
+        def trainee(client: Client, pauses: np.random.Generator) -> None:
+            def think() -> None:
+                time.sleep(think_s * pauses.uniform(0.5, 1.5))
+
             barrier.wait()
             timed(client, questions, "mixed", ["adipose", "mucus", "stroma"], api_name="/quiz_start")
             for question in range(questions):
+                think()
                 timed(client, "mucus", api_name="/quiz_answer")
                 if question < questions - 1:
+                    think()
                     timed(client, api_name="/quiz_next")
 
-        threads = [threading.Thread(target=trainee, args=(client,)) for client in clients]
+        seeds = np.random.SeedSequence(seed).spawn(users)
+        threads = [threading.Thread(target=trainee, args=(client, np.random.default_rng(s)))
+                   for client, s in zip(clients, seeds, strict=True)]
         server_cpu = cpu_seconds(server.pid)
         started = time.perf_counter()
         for thread in threads:
@@ -158,7 +170,7 @@ def load_test(assets: str, users: int, questions: int, startup_timeout: float) -
 
 def main(args: argparse.Namespace) -> dict:
     times = server_side_times(args.assets, args.repeats)
-    load = load_test(args.assets, args.users, args.questions, args.startup_timeout)
+    load = load_test(args.assets, args.users, args.questions, args.startup_timeout, args.think_s, args.seed)
     latencies, errors = load["latencies"], load["errors"]
     results = {
         "startup_s": load["startup"],
@@ -181,7 +193,8 @@ def main(args: argparse.Namespace) -> dict:
     print(f"Next quiz question, server side: median {results['next_question_ms']:.1f} ms, "
           f"p95 {results['next_question_p95_ms']:.1f} ms (target < {TARGETS['next_question_ms']:.0f} ms, "
           f"ratio {results['next_question_ms'] / TARGETS['next_question_ms']:.2f})")
-    print(f"{args.users} concurrent quiz sessions, {results['quiz_calls']} calls in {load['wall']:.1f} s: "
+    print(f"{args.users} concurrent quiz sessions, pausing {args.think_s:g} s on average between calls, "
+          f"{results['quiz_calls']} calls in {load['wall']:.1f} s: "
           f"p95 {results['quiz_p95_s']:.3f} s, median {results['quiz_median_s']:.3f} s "
           f"(target p95 < {TARGETS['quiz_p95_s']:.0f} s, ratio {results['quiz_p95_s'] / TARGETS['quiz_p95_s']:.2f}); "
           f"errors {len(errors)}")
@@ -191,7 +204,7 @@ def main(args: argparse.Namespace) -> dict:
     for error in errors[:5]:
         print(f"  {error}")
     if args.output:
-        Path(args.output).write_text(json.dumps(results | {"users": args.users, "questions": args.questions,
+        Path(args.output).write_text(json.dumps(results | {"users": args.users, "questions": args.questions, "think_s": args.think_s,
                                                             "errors_shown": errors[:5]}, indent=2) + "\n")
     return results
 

@@ -26,6 +26,9 @@ class ClassifierConfig:
     mean: list[float] = field(default_factory=lambda: [0.7405, 0.5330, 0.7058])
     std: list[float] = field(default_factory=lambda: [0.1237, 0.1768, 0.1244])
     temperature: float = 1.0
+    # Average logits over the eight flips/rotations at prediction time (tissue has no orientation);
+    # train_classifier turns it on only where it raises validation accuracy.
+    dihedral_tta: bool = False
 
 
 def build_resnet18(num_classes: int) -> nn.Module:
@@ -54,6 +57,14 @@ class TissueClassifier(nn.Module):
         """Uncalibrated logits for floats in [0, 1], [N, 3, 28, 28]."""
         return self.network(self.normalise(images))
 
+    def predict_views(self, images: torch.Tensor) -> torch.Tensor:
+        """Uncalibrated logits, averaged over the eight dihedral views when `dihedral_tta` is set."""
+        if not self.config.dihedral_tta:
+            return self(images)
+        # One view at a time keeps peak memory that of a single pass.
+        views = (torch.rot90(flipped, k, dims=(-2, -1)) for flipped in (images, images.flip(-1)) for k in range(4))
+        return sum(self(view) for view in views) / 8
+
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Penultimate (512-d, after global pooling) features for floats in [0, 1]."""
         net = self.network
@@ -73,7 +84,7 @@ class TissueClassifier(nn.Module):
         """Calibrated logits (divided by the fitted temperature), float32 [N, 9]."""
         self.eval()
         tensor = self.to_tensor(images)
-        chunks = [self(tensor[i : i + batch_size]) for i in range(0, len(tensor), batch_size)]
+        chunks = [self.predict_views(tensor[i : i + batch_size]) for i in range(0, len(tensor), batch_size)]
         return (torch.cat(chunks) / self.config.temperature).numpy().astype(np.float32)
 
     def predict_proba(self, images: np.ndarray, batch_size: int = 512) -> np.ndarray:

@@ -180,13 +180,19 @@ class PixelDiffusionGenerator:
         return cls(unet, scheduler_config, defaults)
 
 
+def looks_like_hub_id(text: str | os.PathLike) -> bool:
+    """True for "owner/name" strings that are not an existing or explicitly relative/absolute path."""
+    text = str(text)
+    return not Path(text).expanduser().exists() and not text.startswith((".", "/", "~")) and text.count("/") == 1
+
+
 def load_generator(path_or_hub_id: str | os.PathLike, **kwargs) -> ImageGenerator:
     """Loads either backend from a local folder, or the LoRA backend from a hub id.
 
     A folder with generator_config.json is read as it says; `kwargs` go to the LoRA backend
     (e.g. `base_model=`, `device=`). Missing folders raise FileNotFoundError, corrupt ones ValueError.
     """
-    path = Path(path_or_hub_id)
+    path = Path(path_or_hub_id).expanduser()
     if path.is_dir():
         config_file = path / GENERATOR_CONFIG_NAME
         if not config_file.is_file():
@@ -202,7 +208,7 @@ def load_generator(path_or_hub_id: str | os.PathLike, **kwargs) -> ImageGenerato
 
             return LoraGenerator.from_pretrained(path, **kwargs)
         raise ValueError(f"{config_file} names an unknown backend {backend!r}.")
-    if path.exists() or str(path_or_hub_id).startswith((".", "/", "~")) or str(path_or_hub_id).count("/") != 1:
+    if not looks_like_hub_id(path_or_hub_id):
         raise FileNotFoundError(
             f"Generator folder {path} not found. Restore assets/generator/ or retrain with "
             "`python -m training.train_generator`.")

@@ -22,7 +22,7 @@ from huggingface_hub.errors import RepositoryNotFoundError
 from PIL import Image
 
 from .data import IMAGE_SHAPE, TissueClass, resolve_class
-from .generator import GENERATOR_CONFIG_NAME, SamplingDefaults, check_generation_args
+from .generator import GENERATOR_CONFIG_NAME, SamplingDefaults, check_generation_args, looks_like_hub_id
 
 BACKEND = "sd-lora"
 LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
@@ -108,12 +108,11 @@ class LoraGenerator:
         """
         folder = Path(path_or_hub_id).expanduser()
         if not folder.is_dir():
-            text = str(path_or_hub_id)
-            if folder.exists() or text.startswith((".", "/", "~")) or text.count("/") != 1:
+            if not looks_like_hub_id(path_or_hub_id):
                 raise FileNotFoundError(
                     f"LoRA generator folder {folder} not found. Train one with `python -m training.train_lora` "
                     "or pass the folder it wrote.")
-            folder = download_adapter(text)
+            folder = download_adapter(str(path_or_hub_id))
         config_file = folder / GENERATOR_CONFIG_NAME
         if not config_file.is_file():
             raise FileNotFoundError(f"{config_file} is missing: {folder} is not a PathGen generator folder.")

@@ -127,3 +127,10 @@ def test_evaluate_generator_smoke(tmp_path, tiny_models, fixture_dir):
     assert metrics["memorisation"]["generated"]["images"] == 6 * NUM_CLASSES
     assert 0 <= metrics["memorisation"]["generated"]["near_copy_fraction"] <= 1
     assert metrics["settings"]["steps"] == 2 and metrics["generator"]["sha256"] and metrics["classifier"]["sha256"]
+
+
+def test_recorded_command_repeats_the_run():
+    args = build_bank.parse_args(["--per-class", "8", "--max-attempts", "100", "--bf16", "--steps", "6"])
+    command = build_bank.command_line(args).split()
+    assert command[:3] == ["python", "-m", "training.build_bank"]
+    assert build_bank.parse_args(command[3:]) == args

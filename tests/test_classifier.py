@@ -8,6 +8,7 @@ from pathgen.classifier import ClassifierConfig, TissueClassifier
 from pathgen.data import NUM_CLASSES, load_split
 from pathgen.metrics import expected_calibration_error, fit_temperature
 from tests.conftest import ASSETS
+from training import train_classifier
 
 SHIPPED = ASSETS / "classifier"
 
@@ -31,7 +32,7 @@ def test_shipped_classifier_is_accurate_on_real_test_tiles(shipped, fixture_test
 
 def test_shipped_classifier_is_accurate_on_real_val_tiles(shipped, fixture_dir):
     images, labels = load_split("val", fixture_dir)
-    # Full val accuracy is in metrics.json (0.958); 162 tiles leave a couple of points of noise.
+    # Full val accuracy is in metrics.json (0.976); 162 tiles leave a couple of points of noise.
     assert (shipped.predict_proba(images).argmax(1) == labels).mean() >= 0.90
 
 
@@ -67,6 +68,20 @@ def test_save_load_round_trip(tmp_path, fixture_test_split):
                                model.predict_proba(fixture_test_split[0][:8]), atol=1e-6)
 
 
+def test_dihedral_tta_makes_predictions_orientation_free(tmp_path, fixture_test_split):
+    torch.manual_seed(0)
+    images = fixture_test_split[0][:6]
+    turned = np.ascontiguousarray(np.rot90(images[:, :, ::-1], 1, axes=(1, 2)))
+    model = TissueClassifier(ClassifierConfig(dihedral_tta=True)).eval()
+    model.save_pretrained(tmp_path, half=False)
+    loaded = TissueClassifier.from_pretrained(tmp_path)
+    assert loaded.config.dihedral_tta
+    np.testing.assert_allclose(loaded.predict_proba(turned), loaded.predict_proba(images), atol=1e-5)
+    # A random-weight network is far from orientation-free on its own, so the check above can fail.
+    loaded.config.dihedral_tta = False
+    assert np.abs(loaded.predict_proba(turned) - loaded.predict_proba(images)).max() > 1e-3
+
+
 def test_missing_and_corrupt_weights(tmp_path):
     with pytest.raises(FileNotFoundError, match="train_classifier"):
         TissueClassifier.from_pretrained(tmp_path / "nowhere")
@@ -97,3 +112,34 @@ def test_shipped_metrics_file_matches_config(shipped):
     metrics = json.loads((SHIPPED / "metrics.json").read_text())
     assert metrics["temperature"] == pytest.approx(shipped.config.temperature)
     assert {"val", "test"} <= metrics.keys()
+
+
+def test_training_checkpoints_resumes_and_writes_a_calibrated_model(tmp_path, fixture_dir, monkeypatch):
+    args = train_classifier.parse_args([
+        "--data-dir", str(fixture_dir), "--output-dir", str(tmp_path / "model"), "--checkpoint-dir",
+        str(tmp_path / "runs"), "--epochs", "2", "--batch-size", "32", "--lr", "0.01", "--threads", "1", "--no-bf16"])
+    real_epoch, epochs_run = train_classifier.train_one_epoch, []
+
+    def interrupted_in_epoch_two(*inputs):
+        epochs_run.append(inputs[6])
+        if inputs[6] == 1 and epochs_run.count(1) == 1:
+            raise KeyboardInterrupt
+        return real_epoch(*inputs)
+
+    monkeypatch.setattr(train_classifier, "train_one_epoch", interrupted_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        train_classifier.main(args)
+    assert (tmp_path / "runs" / "checkpoint.pt").is_file() and not (tmp_path / "model").exists()
+    train_classifier.main(args)
+    assert epochs_run == [0, 1, 1]  # the second run went straight on with epoch 2
+    summary = json.loads((tmp_path / "model" / "training.json").read_text())
+    assert [h["epoch"] for h in summary["history"]] == [1, 2]
+    assert summary["selected_epoch"] == 1 + int(np.argmax([h["val_accuracy"] for h in summary["history"]]))
+    model = TissueClassifier.from_pretrained(tmp_path / "model")
+    assert model.config.temperature == pytest.approx(summary["temperature"])
+    assert model.config.dihedral_tta == summary["dihedral_tta"]
+
+    longer = train_classifier.parse_args(["--data-dir", str(fixture_dir), "--checkpoint-dir",
+                                          str(tmp_path / "runs"), "--epochs", "3"])
+    with pytest.raises(SystemExit, match="--epochs 2"):
+        train_classifier.main(longer)

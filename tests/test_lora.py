@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from pathgen.data import TISSUE_CLASSES
-from pathgen.generator import load_generator
+from pathgen.generator import load_generator, looks_like_hub_id
 from pathgen.lora import LORA_WEIGHT_NAME, LoraGenerator, class_prompt
 from tests.conftest import FIXTURE_DIR
 from training import train_lora
@@ -152,3 +152,21 @@ def test_unreachable_hub_id_says_so(monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(ConnectionError, match="Hugging Face Hub is unreachable.*local folder"):
         load_generator("pathgen-tests/no-such-adapter")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("runwayml/stable-diffusion-v1-5", True),
+    ("./runs/lora", False),
+    ("/abs/path/adapter", False),
+    ("~/adapter", False),
+    ("just-a-name", False),
+    ("a/b/c", False),
+])
+def test_hub_ids_are_told_from_paths(text, expected):
+    assert looks_like_hub_id(text) is expected
+
+
+def test_existing_folder_is_never_a_hub_id(tmp_path, monkeypatch):
+    (tmp_path / "owner" / "name").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    assert not looks_like_hub_id("owner/name")

@@ -39,8 +39,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=None, help="Images per generate call (default: pathgen's).")
     parser.add_argument("--seed", type=int, default=0, help="Run seed; each class derives its own from it.")
     parser.add_argument("--max-mb", type=float, default=15.0, help="Fail if the written bank is larger than this.")
+    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=False,
+                        help="Sample the pixel diffusion model in bfloat16 (faster where the CPU has native bf16). Off "
+                             "by default: fp32 images regenerate from their seeds at the same speed on any CPU.")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
     return parser.parse_args(argv)
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command that repeats this run."""
+    flags = []
+    for name, value in vars(args).items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            flags.append(flag if value else "--no-" + flag[2:])
+        elif value is not None:
+            flags.append(f"{flag} {value}")
+    return "python -m training.build_bank " + " ".join(flags)
 
 
 def file_sha256(path: Path) -> str:
@@ -64,6 +79,8 @@ def main(args: argparse.Namespace) -> ImageBank:
     if args.threads:
         torch.set_num_threads(args.threads)
     generator = load_generator(args.generator)
+    if hasattr(generator, "bf16"):
+        generator.bf16 = args.bf16
     classifier = TissueClassifier.from_pretrained(args.classifier)
     steps = generator.defaults.steps if args.steps is None else args.steps
     guidance = generator.defaults.guidance if args.guidance is None else args.guidance
@@ -92,8 +109,7 @@ def main(args: argparse.Namespace) -> ImageBank:
         "seed": args.seed, "per_class": args.per_class, "acceptance": acceptance,
         "image_seeds": "pathgen.validation.regenerate(generator, label, seed, steps=steps, guidance=guidance) "
                        "recreates an image from its seed",
-        "reproduce": "python -m training.build_bank " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None),
+        "reproduce": command_line(args),
     }
     bank = ImageBank(images=np.concatenate([b.images for b in batches]),
                      labels=np.concatenate([np.full(b.accepted, b.class_index, np.int64) for b in batches]),

@@ -245,7 +245,8 @@ def main(args: argparse.Namespace) -> dict:
     metrics = {
         "generator": describe_model(args.generator) | {
             "unet": {k: v for k, v in generator.pipeline.unet.config.items() if not k.startswith("_")},
-            "sampling_defaults": asdict(generator.defaults)},
+            "sampling_defaults": asdict(generator.defaults), "sampled_in_bf16": generator.bf16,
+            "cpu_capability": torch.backends.cpu.get_cpu_capability()},
         "classifier": describe_model(args.classifier) | {"config": asdict(classifier.config)},
         "settings": {k: v for k, v in vars(args).items() if k not in ("data_dir", "download", "output_dir")},
         "recognisability": recognisability(classifier, generated),

@@ -29,7 +29,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_data_arguments(parser)
     parser.add_argument("--output-dir", default="assets/classifier", help="Where save_pretrained writes the final calibrated model.")
     parser.add_argument("--checkpoint-dir", default="runs/classifier", help="Where resumable per-epoch checkpoints and the log go.")
-    parser.add_argument("--epochs", type=int, default=5, help="Passes over the training split.")
+    parser.add_argument("--epochs", type=int, default=10, help="Passes over the training split.")
     parser.add_argument("--batch-size", type=int, default=256, help="Training batch size.")
     parser.add_argument("--lr", type=float, default=0.1, help="Peak SGD learning rate (one-cycle schedule).")
     parser.add_argument("--weight-decay", type=float, default=5e-4, help="SGD weight decay.")
@@ -40,6 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=has_fast_bf16(),
                         help="bfloat16 autocast on CPU (default: on only where the CPU has native bf16).")
+    parser.add_argument("--dihedral-tta", choices=("auto", "on", "off"), default="auto",
+                        help="Average predictions over the eight flips/rotations; auto keeps it where it raises val accuracy.")
     parser.add_argument("--seed", type=int, default=0, help="Random seed for initialisation, shuffling and augmentation.")
     parser.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                         help="Continue from the last checkpoint in --checkpoint-dir if there is one.")
@@ -113,6 +115,11 @@ def main(args: argparse.Namespace) -> None:
     checkpoint_file = checkpoint_dir / "checkpoint.pt"
     if args.resume and checkpoint_file.is_file():
         checkpoint = torch.load(checkpoint_file, weights_only=False)
+        for name in ("epochs", "batch_size", "train_limit"):  # they fix the length of the learning-rate schedule
+            if checkpoint["args"][name] != getattr(args, name):
+                raise SystemExit(f"{checkpoint_file} belongs to a run with --{name.replace('_', '-')} "
+                                 f"{checkpoint['args'][name]}; rerun with that value, or pass --no-resume (or another "
+                                 "--checkpoint-dir) to start a new run.")
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
@@ -134,11 +141,19 @@ def main(args: argparse.Namespace) -> None:
                     "elapsed_s": time.time() - started, "args": vars(args)}, checkpoint_file)
 
     model.load_state_dict(best["state"])
+    model.config.dihedral_tta = args.dihedral_tta == "on"
     uncalibrated = evaluate(model, val_images, val_labels)
+    if args.dihedral_tta == "auto":
+        model.config.dihedral_tta = True
+        with_tta = evaluate(model, val_images, val_labels)
+        print(f"val accuracy {uncalibrated['accuracy']:.4f} single view, {with_tta['accuracy']:.4f} with dihedral TTA", flush=True)
+        model.config.dihedral_tta = with_tta["accuracy"] > uncalibrated["accuracy"]
+        uncalibrated = with_tta if model.config.dihedral_tta else uncalibrated
     model.config.temperature = fit_temperature(uncalibrated["logits"], val_labels)
     calibrated = evaluate(model, val_images, val_labels)
     model.save_pretrained(args.output_dir)
     summary = {"selected_epoch": best["epoch"], "val_accuracy": calibrated["accuracy"], "temperature": model.config.temperature,
+               "dihedral_tta": model.config.dihedral_tta,
                "val_ece_before_scaling": uncalibrated["ece"], "val_ece_after_scaling": calibrated["ece"],
                "train_wall_time_min": (time.time() - started) / 60, "threads": torch.get_num_threads(), "history": history,
                "args": vars(args)}
