@@ -64,7 +64,7 @@ def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
     mean_a, mean_b = features_a.mean(axis=0), features_b.mean(axis=0)
     cov_a = np.cov(features_a, rowvar=False)
     cov_b = np.cov(features_b, rowvar=False)
-    covmean, _ = linalg.sqrtm(cov_a @ cov_b, disp=False)
+    covmean = linalg.sqrtm(cov_a @ cov_b)
     if not np.isfinite(covmean).all():
         offset = np.eye(cov_a.shape[0]) * 1e-6
         covmean = linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
