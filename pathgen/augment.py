@@ -12,6 +12,11 @@ _RGB_FROM_HED = _RGB_FROM_HED / _RGB_FROM_HED.norm(dim=1, keepdim=True)
 _HED_FROM_RGB = torch.linalg.inv(_RGB_FROM_HED)
 
 
+def dihedral_view(images: torch.Tensor, k: int) -> torch.Tensor:
+    """The k-th (0-7) of the eight flips/rotations of [..., H, W]: k % 4 quarter turns, mirrored first if k >= 4."""
+    return torch.rot90(images.flip(-1) if k >= 4 else images, k % 4, dims=(-2, -1))
+
+
 def random_dihedral(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Applies one of the 8 flips/rotations per image (tissue has no orientation). [N, C, H, W]."""
     n = images.shape[0]
@@ -19,12 +24,8 @@ def random_dihedral(images: torch.Tensor, generator: torch.Generator | None = No
     out = images.clone()
     for k in range(8):
         picked = choice == k
-        if not picked.any():
-            continue
-        part = images[picked]
-        if k >= 4:
-            part = part.flip(-1)
-        out[picked] = torch.rot90(part, k % 4, dims=(-2, -1))
+        if picked.any():
+            out[picked] = dihedral_view(images[picked], k)
     return out
 
 

@@ -13,6 +13,7 @@ import torchvision
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .augment import dihedral_view
 from .data import NUM_CLASSES, check_images
 
 CONFIG_NAME = "config.json"
@@ -62,8 +63,7 @@ class TissueClassifier(nn.Module):
         if not self.config.dihedral_tta:
             return self(images)
         # One view at a time keeps peak memory that of a single pass.
-        views = (torch.rot90(flipped, k, dims=(-2, -1)) for flipped in (images, images.flip(-1)) for k in range(4))
-        return sum(self(view) for view in views) / 8
+        return sum(self(dihedral_view(images, k)) for k in range(8)) / 8
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Penultimate (512-d, after global pooling) features for floats in [0, 1]."""

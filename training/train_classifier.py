@@ -86,7 +86,10 @@ def train_one_epoch(model, optimizer, scheduler, train_x, train_y, args, epoch, 
 
 
 def evaluate(model: TissueClassifier, images: np.ndarray, labels: np.ndarray) -> dict:
-    logits = model.predict_logits(images)
+    return score_logits(model.predict_logits(images), labels)
+
+
+def score_logits(logits: np.ndarray, labels: np.ndarray) -> dict:
     probabilities = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
     return {
         "accuracy": float((probabilities.argmax(1) == labels).mean()),
@@ -150,7 +153,8 @@ def main(args: argparse.Namespace) -> None:
         model.config.dihedral_tta = with_tta["accuracy"] > uncalibrated["accuracy"]
         uncalibrated = with_tta if model.config.dihedral_tta else uncalibrated
     model.config.temperature = fit_temperature(uncalibrated["logits"], val_labels)
-    calibrated = evaluate(model, val_images, val_labels)
+    # Calibration only rescales the logits, so the network need not run over val again.
+    calibrated = score_logits((uncalibrated["logits"] / model.config.temperature).astype(np.float32), val_labels)
     model.save_pretrained(args.output_dir)
     summary = {"selected_epoch": best["epoch"], "val_accuracy": calibrated["accuracy"], "temperature": model.config.temperature,
                "dihedral_tta": model.config.dihedral_tta,
