@@ -13,11 +13,13 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from diffusers import UNet2DModel
 from PIL import Image
 from tqdm import tqdm
 
@@ -36,6 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=64, help="Training batch size.")
     parser.add_argument("--lr", type=float, default=5e-4, help="AdamW learning rate after warm-up.")
     parser.add_argument("--warmup-steps", type=int, default=300, help="Linear learning-rate warm-up steps.")
+    parser.add_argument("--lr-schedule", choices=["constant", "cosine"], default="cosine",
+                        help="After warm-up: hold the learning rate, or anneal it to zero at --max-steps.")
     parser.add_argument("--ema-decay", type=float, default=0.999, help="Final EMA decay (warmed up from 0).")
     parser.add_argument("--min-snr-gamma", type=float, default=5.0, help="Min-SNR loss weighting gamma.")
     parser.add_argument("--label-dropout", type=float, default=0.1, help="Fraction of labels replaced by the null class (for guidance).")
@@ -43,6 +47,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="UNet block widths, one per resolution (28, 14, 7).")
     parser.add_argument("--layers-per-block", type=int, default=UNetShape.layers_per_block, help="ResNet layers per UNet block.")
     parser.add_argument("--norm-groups", type=int, default=UNetShape.norm_num_groups, help="GroupNorm groups.")
+    parser.add_argument("--init-from", default=None,
+                        help="A saved generator folder (e.g. assets/generator) to fine-tune instead of starting from "
+                             "random weights; its architecture replaces --channels/--layers-per-block/--norm-groups.")
     parser.add_argument("--save-every", type=int, default=500, help="Export, sample and checkpoint every N steps.")
     parser.add_argument("--train-limit", type=int, default=None, help="Use only the first N training images (tests).")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
@@ -58,6 +65,26 @@ def load_data(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
     images, labels = load_split("train", args.data_dir, args.download)
     images, labels = images[: args.train_limit], labels[: args.train_limit]
     return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels)
+
+
+def build_model(args: argparse.Namespace) -> UNet2DModel:
+    if args.init_from is None:
+        return build_unet(UNetShape(block_out_channels=tuple(args.channels), layers_per_block=args.layers_per_block,
+                                    norm_num_groups=args.norm_groups))
+    unet_dir = Path(args.init_from) / "unet"
+    if not unet_dir.is_dir():
+        raise FileNotFoundError(f"--init-from {args.init_from}: no unet/ folder there; pass a folder that "
+                                "PixelDiffusionGenerator.save_pretrained wrote, such as assets/generator.")
+    return UNet2DModel.from_pretrained(unet_dir, torch_dtype=torch.float32)
+
+
+def learning_rate_factor(step: int, args: argparse.Namespace) -> float:
+    if step < args.warmup_steps:
+        return (step + 1) / args.warmup_steps
+    if args.lr_schedule == "constant":
+        return 1.0
+    progress = (step - args.warmup_steps) / max(1, args.max_steps - args.warmup_steps)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 def diffusion_loss(unet, scheduler, clean: torch.Tensor, labels: torch.Tensor, args, generator) -> torch.Tensor:
@@ -93,13 +120,11 @@ def main(args: argparse.Namespace) -> None:
     checkpoint_dir = Path(args.checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     train_x, train_y = load_data(args)
-    shape = UNetShape(block_out_channels=tuple(args.channels), layers_per_block=args.layers_per_block,
-                      norm_num_groups=args.norm_groups)
-    unet = build_unet(shape)
+    unet = build_model(args)
     ema = copy.deepcopy(unet).eval().requires_grad_(False)
     scheduler = build_noise_scheduler()
     optimizer = torch.optim.AdamW(unet.parameters(), lr=args.lr, weight_decay=0.0)
-    lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / args.warmup_steps))
+    lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: learning_rate_factor(s, args))
     generator = torch.Generator().manual_seed(args.seed)
     step, elapsed = 0, 0.0
     checkpoint_file = checkpoint_dir / "checkpoint.pt"

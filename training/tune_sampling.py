@@ -1,0 +1,113 @@
+"""Choose the generator's default sampling steps and guidance scale from measurements.
+
+    python -m training.tune_sampling --steps 8 10 12 --guidance 2 3 4 --write-defaults
+
+For every (steps, guidance) pair: `--per-class` unfiltered images per class, judged by the shipped
+classifier (paper 1's measure: macro-F1 and the weakest class's F1), and the raw generation speed in
+batches of `--batch-size`. The noise comes from a seed stream that `evaluate_generator` never uses, so the
+evaluation afterwards is not run on the very images the choice was made on.
+
+The rule: among pairs whose macro-F1 is within `--tolerance` of the best, the fastest. `--write-defaults`
+stores it in the generator folder's generator_config.json, which `generate()` uses when steps or guidance
+are not given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pathgen.classifier import TissueClassifier
+from pathgen.data import NUM_CLASSES
+from pathgen.generator import GENERATOR_CONFIG_NAME, MAX_IMAGES_PER_CALL, load_generator
+from pathgen.metrics import classification_report
+from pathgen.validation import derive_seed
+
+TUNING_STREAM = 2  # evaluate_generator draws from streams 0 (unfiltered) and 1 (validated)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--generator", default="assets/generator", help="Generator folder (load_generator).")
+    parser.add_argument("--classifier", default="assets/classifier", help="Classifier folder (from_pretrained).")
+    parser.add_argument("--steps", type=int, nargs="+", default=[8, 10, 12], help="Step counts to try.")
+    parser.add_argument("--guidance", type=float, nargs="+", default=[2.0, 3.0, 4.0], help="Guidance scales to try.")
+    parser.add_argument("--per-class", type=int, default=100, help="Unfiltered images per class and pair.")
+    parser.add_argument("--batch-size", type=int, default=64, help="Images per generate call.")
+    parser.add_argument("--tolerance", type=float, default=0.01,
+                        help="A pair counts as good if its macro-F1 is at most this far below the best pair's.")
+    parser.add_argument("--seed", type=int, default=0, help="Seed for generation.")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
+    parser.add_argument("--output", default=None, help="Optional JSON file for every pair's figures and the choice.")
+    parser.add_argument("--write-defaults", action="store_true",
+                        help="Store the chosen steps and guidance in the generator's generator_config.json.")
+    args = parser.parse_args(argv)
+    if not 1 <= args.batch_size <= MAX_IMAGES_PER_CALL or args.per_class < 1:
+        parser.error(f"--batch-size must be 1..{MAX_IMAGES_PER_CALL} and --per-class at least 1.")
+    return args
+
+
+def measure_pair(generator, classifier: TissueClassifier, steps: int, guidance: float,
+                 args: argparse.Namespace) -> dict:
+    generated, seconds = [], 0.0
+    for class_index in range(NUM_CLASSES):
+        for start in range(0, args.per_class, args.batch_size):
+            started = time.perf_counter()
+            generated.append(generator.generate(
+                class_index, min(args.batch_size, args.per_class - start), steps=steps, guidance=guidance,
+                seed=derive_seed(args.seed, TUNING_STREAM, class_index, start)))
+            seconds += time.perf_counter() - started
+    labels = np.repeat(np.arange(NUM_CLASSES), args.per_class)
+    report = classification_report(labels, classifier.predict_proba(np.concatenate(generated)).argmax(axis=1))
+    per_class_f1 = {name: figures["f1"] for name, figures in report["per_class"].items()}
+    return {"steps": steps, "guidance": guidance, "macro_f1": report["macro_f1"],
+            "min_class_f1": min(per_class_f1.values()), "per_class_f1": per_class_f1,
+            "images_per_second": len(labels) / seconds}
+
+
+def choose(results: list[dict], tolerance: float) -> dict:
+    best = max(result["macro_f1"] for result in results)
+    good = [result for result in results if result["macro_f1"] >= best - tolerance]
+    return max(good, key=lambda result: result["images_per_second"])
+
+
+def main(args: argparse.Namespace) -> dict:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    generator = load_generator(args.generator)
+    classifier = TissueClassifier.from_pretrained(args.classifier)
+    generator.generate(0, 2, steps=2, seed=0)  # warm-up: the first call pays for oneDNN kernel selection
+    results = []
+    for steps in args.steps:
+        for guidance in args.guidance:
+            result = measure_pair(generator, classifier, steps, guidance, args)
+            results.append(result)
+            print(f"steps {steps:3d}  guidance {guidance:4.1f}  macro-F1 {result['macro_f1']:.3f}  "
+                  f"weakest class {result['min_class_f1']:.3f}  {result['images_per_second']:.1f} images/s",
+                  flush=True)
+    chosen = choose(results, args.tolerance)
+    print(f"chosen: steps {chosen['steps']}, guidance {chosen['guidance']} (fastest within {args.tolerance} "
+          f"macro-F1 of the best)")
+    summary = {"command": "python -m training.tune_sampling " + " ".join(
+                   [f"--steps {' '.join(map(str, args.steps))}", f"--guidance {' '.join(map(str, args.guidance))}",
+                    f"--per-class {args.per_class}", f"--batch-size {args.batch_size}", f"--seed {args.seed}"]),
+               "threads": torch.get_num_threads(), "tolerance": args.tolerance, "results": results,
+               "chosen": {"steps": chosen["steps"], "guidance": chosen["guidance"]}}
+    if args.output:
+        Path(args.output).write_text(json.dumps(summary, indent=2) + "\n")
+    if args.write_defaults:
+        config_file = Path(args.generator) / GENERATOR_CONFIG_NAME
+        config = json.loads(config_file.read_text())
+        config["sampling_defaults"] = summary["chosen"]
+        config_file.write_text(json.dumps(config, indent=2) + "\n")
+        print(f"wrote the chosen defaults to {config_file}")
+    return summary
+
+
+if __name__ == "__main__":
+    main(parse_args())
