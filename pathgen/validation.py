@@ -54,6 +54,21 @@ def derive_seed(*keys: int) -> int:
     return int(np.random.default_rng([int(k) for k in keys]).integers(2**63))
 
 
+def generate_unfiltered(generator: ImageGenerator, class_index: int, n: int, *, run_seed: int, stream: int,
+                        batch_size: int = DEFAULT_BATCH_SIZE, steps: int | None = None,
+                        guidance: float | None = None) -> np.ndarray:
+    """`n` images of one class with no classifier in the loop, in calls of at most `batch_size`.
+
+    Call seeds derive from (run_seed, stream, class_index, start), so scripts that draw from different
+    streams never see the same noise.
+    """
+    batch_size = min(batch_size, MAX_IMAGES_PER_CALL)
+    return np.concatenate([generator.generate(class_index, min(batch_size, n - start),
+                                              seed=derive_seed(run_seed, stream, class_index, start),
+                                              steps=steps, guidance=guidance)
+                           for start in range(0, n, batch_size)])
+
+
 def pack_image_seed(call_seed: int, call_size: int, position: int) -> int:
     return (call_seed << 2 * _POSITION_BITS) | ((call_size - 1) << _POSITION_BITS) | position
 

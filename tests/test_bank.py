@@ -131,6 +131,6 @@ def test_evaluate_generator_smoke(tmp_path, tiny_models, fixture_dir):
 
 def test_recorded_command_repeats_the_run():
     args = build_bank.parse_args(["--per-class", "8", "--max-attempts", "100", "--bf16", "--steps", "6"])
-    command = build_bank.command_line(args).split()
+    command = build_bank.command_line("training.build_bank", args).split()
     assert command[:3] == ["python", "-m", "training.build_bank"]
     assert build_bank.parse_args(command[3:]) == args

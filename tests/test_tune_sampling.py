@@ -30,7 +30,11 @@ def test_sweep_measures_every_pair_and_writes_the_choice_to_the_generator(tmp_pa
     assert [(r["steps"], r["guidance"]) for r in summary["results"]] == [(1, 1.0), (1, 2.5), (2, 1.0), (2, 2.5)]
     for result in summary["results"]:
         assert 0.0 <= result["min_class_f1"] <= result["macro_f1"] <= 1.0 and result["images_per_second"] > 0
-    assert json.loads((tmp_path / "sweep.json").read_text())["chosen"] == summary["chosen"]
+    recorded = json.loads((tmp_path / "sweep.json").read_text())
+    assert recorded["chosen"] == summary["chosen"]
+    command = recorded["command"].split()
+    assert command[:3] == ["python", "-m", "training.tune_sampling"]
+    assert tune_sampling.parse_args(command[3:]) == args
     assert load_generator(tmp_path / "gen").defaults.steps == summary["chosen"]["steps"]
     assert load_generator(tmp_path / "gen").defaults.guidance == summary["chosen"]["guidance"]
 

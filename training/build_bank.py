@@ -46,16 +46,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def command_line(args: argparse.Namespace) -> str:
-    """The command that repeats this run."""
+def command_line(module: str, args: argparse.Namespace) -> str:
+    """The command that repeats a run of `python -m module` with every setting spelled out.
+
+    Booleans become `--flag` / `--no-flag`, so the script must declare them with BooleanOptionalAction.
+    """
     flags = []
     for name, value in vars(args).items():
         flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):
             flags.append(flag if value else "--no-" + flag[2:])
+        elif isinstance(value, list):
+            flags.append(" ".join([flag, *map(str, value)]))
         elif value is not None:
             flags.append(f"{flag} {value}")
-    return "python -m training.build_bank " + " ".join(flags)
+    return f"python -m {module} " + " ".join(flags)
 
 
 def file_sha256(path: Path) -> str:
@@ -109,7 +114,7 @@ def main(args: argparse.Namespace) -> ImageBank:
         "seed": args.seed, "per_class": args.per_class, "acceptance": acceptance,
         "image_seeds": "pathgen.validation.regenerate(generator, label, seed, steps=steps, guidance=guidance) "
                        "recreates an image from its seed",
-        "reproduce": command_line(args),
+        "reproduce": command_line("training.build_bank", args),
     }
     bank = ImageBank(images=np.concatenate([b.images for b in batches]),
                      labels=np.concatenate([np.full(b.accepted, b.class_index, np.int64) for b in batches]),

@@ -33,9 +33,15 @@ import torch  # noqa: E402
 
 from pathgen.classifier import TissueClassifier  # noqa: E402
 from pathgen.data import NUM_CLASSES, TISSUE_CLASSES, add_data_arguments, load_split  # noqa: E402
-from pathgen.generator import MAX_IMAGES_PER_CALL, load_generator  # noqa: E402
+from pathgen.generator import load_generator  # noqa: E402
 from pathgen.metrics import classification_report, frechet_distance, nearest_distances  # noqa: E402
-from pathgen.validation import DEFAULT_THRESHOLD, ValidatedBatch, derive_seed, generate_validated  # noqa: E402
+from pathgen.validation import (  # noqa: E402
+    DEFAULT_THRESHOLD,
+    ValidatedBatch,
+    derive_seed,
+    generate_unfiltered,
+    generate_validated,
+)
 from training.build_bank import describe_model  # noqa: E402
 from training.evaluate_classifier import plot_confusion  # noqa: E402
 
@@ -72,14 +78,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="Seed for generation and for drawing the real sets.")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
     return parser.parse_args(argv)
-
-
-def generate_unfiltered(generator, class_index: int, n: int, args: argparse.Namespace) -> np.ndarray:
-    batch = min(args.batch_size, MAX_IMAGES_PER_CALL)
-    return np.concatenate([generator.generate(class_index, min(batch, n - start),
-                                              seed=derive_seed(args.seed, UNFILTERED, class_index, start),
-                                              steps=args.steps, guidance=args.guidance)
-                           for start in range(0, n, batch)])
 
 
 def recognisability(classifier: TissueClassifier, generated: list[np.ndarray]) -> dict:
@@ -234,7 +232,9 @@ def main(args: argparse.Namespace) -> dict:
 
     counts = [max(args.per_class, min(args.fd_size, int((val_labels == c).sum()) // 2)) for c in range(NUM_CLASSES)]
     log(started, f"generating {sum(counts)} unfiltered images")
-    generated = [generate_unfiltered(generator, c, count, args) for c, count in enumerate(counts)]
+    generated = [generate_unfiltered(generator, c, count, run_seed=args.seed, stream=UNFILTERED,
+                                 batch_size=args.batch_size, steps=args.steps, guidance=args.guidance)
+                 for c, count in enumerate(counts)]
     log(started, f"generating {args.validated_per_class} validated images per class")
     batches = [generate_validated(generator, classifier, c, args.validated_per_class, threshold=args.threshold,
                                   max_attempts=args.max_attempts, seed=derive_seed(args.seed, VALIDATED, c),

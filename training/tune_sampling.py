@@ -26,7 +26,8 @@ from pathgen.classifier import TissueClassifier
 from pathgen.data import NUM_CLASSES
 from pathgen.generator import GENERATOR_CONFIG_NAME, MAX_IMAGES_PER_CALL, load_generator
 from pathgen.metrics import classification_report
-from pathgen.validation import derive_seed
+from pathgen.validation import generate_unfiltered
+from training.build_bank import command_line
 
 TUNING_STREAM = 2  # evaluate_generator draws from streams 0 (unfiltered) and 1 (validated)
 
@@ -44,7 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="Seed for generation.")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
     parser.add_argument("--output", default=None, help="Optional JSON file for every pair's figures and the choice.")
-    parser.add_argument("--write-defaults", action="store_true",
+    parser.add_argument("--write-defaults", action=argparse.BooleanOptionalAction, default=False,
                         help="Store the chosen steps and guidance in the generator's generator_config.json.")
     args = parser.parse_args(argv)
     if not 1 <= args.batch_size <= MAX_IMAGES_PER_CALL or args.per_class < 1:
@@ -54,14 +55,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def measure_pair(generator, classifier: TissueClassifier, steps: int, guidance: float,
                  args: argparse.Namespace) -> dict:
-    generated, seconds = [], 0.0
-    for class_index in range(NUM_CLASSES):
-        for start in range(0, args.per_class, args.batch_size):
-            started = time.perf_counter()
-            generated.append(generator.generate(
-                class_index, min(args.batch_size, args.per_class - start), steps=steps, guidance=guidance,
-                seed=derive_seed(args.seed, TUNING_STREAM, class_index, start)))
-            seconds += time.perf_counter() - started
+    started = time.perf_counter()
+    generated = [generate_unfiltered(generator, class_index, args.per_class, run_seed=args.seed, stream=TUNING_STREAM,
+                                     batch_size=args.batch_size, steps=steps, guidance=guidance)
+                 for class_index in range(NUM_CLASSES)]
+    seconds = time.perf_counter() - started
     labels = np.repeat(np.arange(NUM_CLASSES), args.per_class)
     report = classification_report(labels, classifier.predict_proba(np.concatenate(generated)).argmax(axis=1))
     per_class_f1 = {name: figures["f1"] for name, figures in report["per_class"].items()}
@@ -93,9 +91,7 @@ def main(args: argparse.Namespace) -> dict:
     chosen = choose(results, args.tolerance)
     print(f"chosen: steps {chosen['steps']}, guidance {chosen['guidance']} (fastest within {args.tolerance} "
           f"macro-F1 of the best)")
-    summary = {"command": "python -m training.tune_sampling " + " ".join(
-                   [f"--steps {' '.join(map(str, args.steps))}", f"--guidance {' '.join(map(str, args.guidance))}",
-                    f"--per-class {args.per_class}", f"--batch-size {args.batch_size}", f"--seed {args.seed}"]),
+    summary = {"command": command_line("training.tune_sampling", args),
                "threads": torch.get_num_threads(), "tolerance": args.tolerance, "results": results,
                "chosen": {"steps": chosen["steps"], "guidance": chosen["guidance"]}}
     if args.output:
