@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +44,7 @@ def write_generator_config(folder: str | os.PathLike, base_model: str, resolutio
                            defaults: SamplingDefaults = LORA_SAMPLING_DEFAULTS) -> None:
     """The file `load_generator` dispatches on; `base_model` is a hub id or a path."""
     config = {"backend": BACKEND, "base_model": str(base_model), "resolution": int(resolution),
-              "sampling_defaults": asdict(defaults)}
+              "sampling_defaults": {"steps": defaults.steps, "guidance": defaults.guidance}}
     (Path(folder) / GENERATOR_CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
 
 
@@ -73,6 +72,9 @@ class LoraGenerator:
         # (SD 1.5 ships PNDM); it keeps the base model's betas and prediction type.
         pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
         pipe.set_progress_bar_config(disable=True)
+        if not defaults.guides_everywhere:
+            raise ValueError("The Stable Diffusion + LoRA backend guides every step; set its sampling_defaults' "
+                             "guidance_interval to [0.0, 1.0].")
         self.pipe = pipe
         self.resolution = resolution
         self.defaults = defaults

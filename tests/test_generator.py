@@ -5,7 +5,15 @@ import pytest
 import torch
 
 from pathgen.classifier import TissueClassifier
-from pathgen.generator import MAX_IMAGES_PER_CALL, PixelDiffusionGenerator, load_generator
+from pathgen.generator import (
+    MAX_IMAGES_PER_CALL,
+    PixelDiffusionGenerator,
+    SamplingDefaults,
+    UNetShape,
+    build_noise_scheduler,
+    build_unet,
+    load_generator,
+)
 from tests.conftest import ASSETS
 from training import train_generator
 
@@ -81,6 +89,46 @@ def test_shipped_model_is_deterministic_per_seed(shipped):
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
     assert a.min() >= 0 and a.max() <= 255 and a.std() > 5
+
+
+def tiny_generator(**defaults) -> PixelDiffusionGenerator:
+    torch.manual_seed(0)
+    unet = build_unet(UNetShape(block_out_channels=(16, 32), norm_num_groups=8, attention_head_dim=8))
+    return PixelDiffusionGenerator(unet, dict(build_noise_scheduler().config), SamplingDefaults(**defaults), bf16=False)
+
+
+def unet_batch_sizes(generator: PixelDiffusionGenerator, **generate_kwargs) -> list[int]:
+    sizes = []
+    hook = generator.pipeline.unet.register_forward_pre_hook(lambda module, inputs: sizes.append(len(inputs[0])))
+    try:
+        generator.generate(0, 3, seed=7, **generate_kwargs)
+    finally:
+        hook.remove()
+    return sizes
+
+
+def test_guidance_interval_guides_only_the_steps_inside_it():
+    # Trailing spacing at 4 steps visits t = 999, 749, 499, 249, i.e. levels 0.999, 0.749, 0.499, 0.249.
+    everywhere, middle = tiny_generator(), tiny_generator(guidance_interval=(0.3, 0.8))
+    assert unet_batch_sizes(everywhere, steps=4, guidance=3.0) == [6, 6, 6, 6]
+    assert unet_batch_sizes(middle, steps=4, guidance=3.0) == [3, 6, 6, 3]
+    assert unet_batch_sizes(middle, steps=4, guidance=1.0) == [3, 3, 3, 3]  # guidance 1 is conditional only
+    never = tiny_generator(guidance_interval=(0.0, 0.1))
+    np.testing.assert_array_equal(never.generate(2, 3, seed=5, steps=4, guidance=3.0),
+                                  everywhere.generate(2, 3, seed=5, steps=4, guidance=1.0))
+    assert not np.array_equal(middle.generate(2, 3, seed=5, steps=4, guidance=3.0),
+                              everywhere.generate(2, 3, seed=5, steps=4, guidance=3.0))
+
+
+@pytest.mark.parametrize("interval", [(0.5, 0.2), (-0.1, 1.0), (0.0, 1.5)])
+def test_bad_guidance_interval_is_rejected(interval):
+    with pytest.raises(ValueError, match="guidance_interval"):
+        SamplingDefaults(guidance_interval=interval)
+
+
+def test_guidance_interval_round_trips_through_save_pretrained(tmp_path):
+    tiny_generator(steps=6, guidance=2.5, guidance_interval=(0.1, 0.9)).save_pretrained(tmp_path / "gen")
+    assert load_generator(tmp_path / "gen").defaults == SamplingDefaults(6, 2.5, (0.1, 0.9))
 
 
 def test_shipped_samples_are_recognised_by_shipped_classifier(shipped):

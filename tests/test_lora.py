@@ -147,6 +147,16 @@ def test_missing_and_corrupt_folders(adapter_dir, tmp_path):
         load_generator(bad_weights)
 
 
+def test_guidance_interval_is_refused_because_stable_diffusion_guides_every_step(adapter_dir, tmp_path):
+    folder = tmp_path / "interval"
+    shutil.copytree(adapter_dir, folder)
+    config = json.loads((folder / "generator_config.json").read_text())
+    config["sampling_defaults"]["guidance_interval"] = [0.0, 0.8]
+    (folder / "generator_config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="guides every step"):
+        load_generator(folder)
+
+
 def test_unreachable_hub_id_says_so(monkeypatch):
     # huggingface_hub reads HF_HUB_OFFLINE once at import; patch the constant so nothing is attempted.
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)

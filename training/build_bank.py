@@ -110,10 +110,10 @@ def main(args: argparse.Namespace) -> ImageBank:
         "generator": describe_model(args.generator),
         "classifier": describe_model(args.classifier),
         "threshold": args.threshold, "max_attempts": args.max_attempts, "steps": steps, "guidance": guidance,
-        "bf16": getattr(generator, "bf16", None),
+        "guidance_interval": list(generator.defaults.guidance_interval), "bf16": getattr(generator, "bf16", None),
         "seed": args.seed, "per_class": args.per_class, "acceptance": acceptance,
         "image_seeds": "pathgen.validation.regenerate(generator, label, seed, steps=steps, guidance=guidance) "
-                       "recreates an image from its seed",
+                       "recreates an image from its seed (with the generator's guidance_interval)",
         "reproduce": command_line("training.build_bank", args),
     }
     bank = ImageBank(images=np.concatenate([b.images for b in batches]),
