@@ -25,6 +25,7 @@ MAX_IMAGES_PER_CALL = 1024
 MAX_STEPS = 1000
 MAX_GUIDANCE = 20.0
 GENERATOR_CONFIG_NAME = "generator_config.json"
+EVERY_STEP = (0.0, 1.0)  # the guidance interval that guides every sampling step
 
 
 class ImageGenerator(Protocol):
@@ -51,7 +52,7 @@ class SamplingDefaults:
     # Classifier-free guidance is applied only at timesteps t with low <= t / T <= high (T = training timesteps,
     # 1 = pure noise). Guiding the noisiest steps pulls samples towards a few typical layouts (Kynkaanniemi et
     # al. 2024, "Applying guidance in a limited interval"), and each unguided step costs half a guided one.
-    guidance_interval: tuple[float, float] = (0.0, 1.0)
+    guidance_interval: tuple[float, float] = EVERY_STEP
 
     def __post_init__(self) -> None:
         low, high = (float(bound) for bound in self.guidance_interval)
@@ -61,7 +62,7 @@ class SamplingDefaults:
 
     @property
     def guides_everywhere(self) -> bool:
-        return self.guidance_interval == (0.0, 1.0)
+        return self.guidance_interval == EVERY_STEP
 
 
 def build_unet(shape: UNetShape, num_classes: int = NUM_CLASSES) -> UNet2DModel:
@@ -126,7 +127,7 @@ class ClassConditionalPipeline:
     @torch.no_grad()
     def __call__(self, class_labels: torch.Tensor, steps: int, guidance: float,
                  generator: torch.Generator | None = None, bf16: bool | None = None,
-                 guidance_interval: tuple[float, float] = (0.0, 1.0)) -> torch.Tensor:
+                 guidance_interval: tuple[float, float] = EVERY_STEP) -> torch.Tensor:
         """`bf16=None` uses bfloat16 autocast only where the CPU runs it natively; `guidance_interval` as in
         `SamplingDefaults` (outside it the class-conditional prediction is used alone)."""
         bf16 = has_fast_bf16() if bf16 is None else bf16

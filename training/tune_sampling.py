@@ -26,6 +26,7 @@ import torch
 from pathgen.classifier import TissueClassifier
 from pathgen.data import NUM_CLASSES
 from pathgen.generator import (
+    EVERY_STEP,
     GENERATOR_CONFIG_NAME,
     MAX_IMAGES_PER_CALL,
     PixelDiffusionGenerator,
@@ -37,7 +38,6 @@ from pathgen.validation import generate_unfiltered
 from training.build_bank import command_line
 
 TUNING_STREAM = 2  # evaluate_generator draws from streams 0 (unfiltered) and 1 (validated)
-EVERY_STEP = "0.0:1.0"
 
 
 def interval_bounds(text: str) -> tuple[float, float]:
@@ -46,10 +46,14 @@ def interval_bounds(text: str) -> tuple[float, float]:
     return SamplingDefaults(guidance_interval=(low, high)).guidance_interval
 
 
+def interval_flag(bounds: tuple[float, float]) -> str:
+    return "{}:{}".format(*bounds)
+
+
 def guidance_interval_flag(text: str) -> str:
     """The --guidance-intervals type: a valid "LOW:HIGH", spelled canonically so the recorded command repeats it."""
     try:
-        return "{}:{}".format(*interval_bounds(text))
+        return interval_flag(interval_bounds(text))
     except ValueError as error:
         raise argparse.ArgumentTypeError(f"expected LOW:HIGH with 0 <= LOW <= HIGH <= 1, got {text!r}") from error
 
@@ -60,7 +64,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--classifier", default="assets/classifier", help="Classifier folder (from_pretrained).")
     parser.add_argument("--steps", type=int, nargs="+", default=[8, 10, 12], help="Step counts to try.")
     parser.add_argument("--guidance", type=float, nargs="+", default=[2.0, 3.0, 4.0], help="Guidance scales to try.")
-    parser.add_argument("--guidance-intervals", type=guidance_interval_flag, nargs="+", default=[EVERY_STEP],
+    parser.add_argument("--guidance-intervals", type=guidance_interval_flag, nargs="+", default=[interval_flag(EVERY_STEP)],
                         help="LOW:HIGH noise-level windows (t / T, 1 = pure noise) in which guidance is applied; "
                              "0:1 guides every step.")
     parser.add_argument("--per-class", type=int, default=100, help="Unfiltered images per class and setting.")
@@ -80,8 +84,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def measure_setting(generator, classifier: TissueClassifier, steps: int, guidance: float,
                     interval: str, args: argparse.Namespace) -> dict:
+    bounds = interval_bounds(interval)
     if isinstance(generator, PixelDiffusionGenerator):
-        generator.defaults = replace(generator.defaults, guidance_interval=interval_bounds(interval))
+        generator.defaults = replace(generator.defaults, guidance_interval=bounds)
     started = time.perf_counter()
     generated = [generate_unfiltered(generator, class_index, args.per_class, run_seed=args.seed, stream=TUNING_STREAM,
                                      batch_size=args.batch_size, steps=steps, guidance=guidance)
@@ -90,7 +95,7 @@ def measure_setting(generator, classifier: TissueClassifier, steps: int, guidanc
     labels = np.repeat(np.arange(NUM_CLASSES), args.per_class)
     report = classification_report(labels, classifier.predict_proba(np.concatenate(generated)).argmax(axis=1))
     per_class_f1 = {name: figures["f1"] for name, figures in report["per_class"].items()}
-    return {"steps": steps, "guidance": guidance, "guidance_interval": list(interval_bounds(interval)),
+    return {"steps": steps, "guidance": guidance, "guidance_interval": list(bounds),
             "macro_f1": report["macro_f1"],
             "min_class_f1": min(per_class_f1.values()), "per_class_f1": per_class_f1,
             "images_per_second": len(labels) / seconds}
@@ -106,7 +111,7 @@ def main(args: argparse.Namespace) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     generator = load_generator(args.generator)
-    if not isinstance(generator, PixelDiffusionGenerator) and set(args.guidance_intervals) != {EVERY_STEP}:
+    if not isinstance(generator, PixelDiffusionGenerator) and set(args.guidance_intervals) != {interval_flag(EVERY_STEP)}:
         raise SystemExit(f"{args.generator} is not a pixel-diffusion generator; only --guidance-intervals 0:1 applies.")
     classifier = TissueClassifier.from_pretrained(args.classifier)
     generator.generate(0, 2, steps=2, seed=0)  # warm-up: the first call pays for oneDNN kernel selection
