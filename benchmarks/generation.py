@@ -16,6 +16,7 @@ import argparse
 import json
 import statistics
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -123,6 +124,7 @@ def main(args: argparse.Namespace) -> dict:
           f"at {args.steps} steps; target >= 1000x: {'met' if ratio >= 1000 else 'NOT met'}")
     result = {"threads": torch.get_num_threads(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
               "native_bf16": has_fast_bf16(), "steps": args.steps, "threshold": args.threshold,
+              "sampling_defaults": asdict(generator.defaults),
               "ours_raw_images_per_second": raw, "raw_batch": args.raw_batch,
               "classifier_images_per_second": judged, "ours_runs": runs, "ours_seconds_per_validated_image": ours,
               "ours_validated_images_per_second": 1 / ours, "sd15_unet_seconds_per_step_batch2": sd_step,

@@ -26,6 +26,8 @@ MAX_STEPS = 1000
 MAX_GUIDANCE = 20.0
 GENERATOR_CONFIG_NAME = "generator_config.json"
 EVERY_STEP = (0.0, 1.0)  # the guidance interval that guides every sampling step
+# DPM-Solver++ (deterministic ODE) or its SDE form, which adds fresh noise at every step.
+SOLVERS = ("dpmsolver++", "sde-dpmsolver++")
 
 
 class ImageGenerator(Protocol):
@@ -53,12 +55,15 @@ class SamplingDefaults:
     # 1 = pure noise). Guiding the noisiest steps pulls samples towards a few typical layouts (Kynkaanniemi et
     # al. 2024, "Applying guidance in a limited interval"), and each unguided step costs half a guided one.
     guidance_interval: tuple[float, float] = EVERY_STEP
+    solver: str = SOLVERS[0]
 
     def __post_init__(self) -> None:
         low, high = (float(bound) for bound in self.guidance_interval)
         if not 0.0 <= low <= high <= 1.0:
             raise ValueError(f"guidance_interval must be two numbers 0 <= low <= high <= 1, got {self.guidance_interval!r}.")
         self.guidance_interval = (low, high)
+        if self.solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, got {self.solver!r}.")
 
     @property
     def guides_everywhere(self) -> bool:
@@ -117,21 +122,22 @@ class ClassConditionalPipeline:
         self.scheduler_config = scheduler_config
         self.null_class = unet.config.num_class_embeds - 1
 
-    def make_scheduler(self) -> DPMSolverMultistepScheduler:
+    def make_scheduler(self, solver: str = SOLVERS[0]) -> DPMSolverMultistepScheduler:
         # "trailing" spacing starts sampling at the very last timestep (pure noise), which the
         # model was trained on; the default spacing would start from a partly denoised level.
         return DPMSolverMultistepScheduler.from_config(
-            self.scheduler_config, algorithm_type="dpmsolver++", solver_order=2,
+            self.scheduler_config, algorithm_type=solver, solver_order=2,
             timestep_spacing="trailing", final_sigmas_type="zero")
 
     @torch.no_grad()
     def __call__(self, class_labels: torch.Tensor, steps: int, guidance: float,
                  generator: torch.Generator | None = None, bf16: bool | None = None,
-                 guidance_interval: tuple[float, float] = EVERY_STEP) -> torch.Tensor:
-        """`bf16=None` uses bfloat16 autocast only where the CPU runs it natively; `guidance_interval` as in
-        `SamplingDefaults` (outside it the class-conditional prediction is used alone)."""
+                 guidance_interval: tuple[float, float] = EVERY_STEP, solver: str = SOLVERS[0]) -> torch.Tensor:
+        """`bf16=None` uses bfloat16 autocast only where the CPU runs it natively; `guidance_interval` and
+        `solver` as in `SamplingDefaults` (outside the interval the class-conditional prediction is used alone).
+        The SDE solver's per-step noise comes from `generator` too, so a seed still fixes the images."""
         bf16 = has_fast_bf16() if bf16 is None else bf16
-        scheduler = self.make_scheduler()
+        scheduler = self.make_scheduler(solver)
         scheduler.set_timesteps(steps)
         n = len(class_labels)
         sample = torch.randn((n, 3, 28, 28), generator=generator)
@@ -146,7 +152,7 @@ class ClassConditionalPipeline:
             if guided:
                 conditional, unconditional = output.chunk(2)
                 output = unconditional + guidance * (conditional - unconditional)
-            sample = scheduler.step(output, t, sample).prev_sample
+            sample = scheduler.step(output, t, sample, generator=generator).prev_sample
         return sample
 
 
@@ -172,7 +178,8 @@ class PixelDiffusionGenerator:
             count = min(self.batch_size, n - start)
             labels = torch.full((count,), class_index, dtype=torch.long)
             batches.append(to_uint8(self.pipeline(labels, steps, float(guidance), generator, bf16=self.bf16,
-                                                  guidance_interval=self.defaults.guidance_interval)))
+                                                  guidance_interval=self.defaults.guidance_interval,
+                                                  solver=self.defaults.solver)))
         return np.concatenate(batches)
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
@@ -198,6 +205,14 @@ class PixelDiffusionGenerator:
                 "`python -m training.train_generator` or restore assets/generator/."
             ) from error
         return cls(unet, scheduler_config, defaults)
+
+
+def write_sampling_defaults(folder: str | os.PathLike, defaults: SamplingDefaults) -> None:
+    """Replaces only the sampling defaults in a generator folder's generator_config.json (either backend)."""
+    config_file = Path(folder) / GENERATOR_CONFIG_NAME
+    config = json.loads(config_file.read_text())
+    config["sampling_defaults"] = asdict(SamplingDefaults(**asdict(defaults)))  # re-checked before it is stored
+    config_file.write_text(json.dumps(config, indent=2) + "\n")
 
 
 def looks_like_hub_id(text: str | os.PathLike) -> bool:

@@ -70,7 +70,7 @@ class LoraGenerator:
                  defaults: SamplingDefaults = LORA_SAMPLING_DEFAULTS, batch_size: int = 8) -> None:
         # DPM-Solver++ gives good samples in 20-30 steps whatever scheduler the base model ships
         # (SD 1.5 ships PNDM); it keeps the base model's betas and prediction type.
-        pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
+        pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config, algorithm_type=defaults.solver)
         pipe.set_progress_bar_config(disable=True)
         if not defaults.guides_everywhere:
             raise ValueError("The Stable Diffusion + LoRA backend guides every step; set its sampling_defaults' "
@@ -85,6 +85,9 @@ class LoraGenerator:
         steps = self.defaults.steps if steps is None else steps
         guidance = self.defaults.guidance if guidance is None else guidance
         class_index = check_generation_args(class_index, n, seed, steps, guidance)
+        if self.pipe.scheduler.config.algorithm_type != self.defaults.solver:  # defaults may change after loading
+            self.pipe.scheduler = DPMSolverMultistepScheduler.from_config(self.pipe.scheduler.config,
+                                                                          algorithm_type=self.defaults.solver)
         prompt = class_prompt(class_index)
         # A CPU generator draws the same starting noise for a seed on CPU and GPU.
         generator = torch.Generator().manual_seed(int(seed) if seed is not None else int(torch.seed() % 2**63))

@@ -84,3 +84,10 @@ def nearest_distances(queries: np.ndarray, references: np.ndarray, chunk: int = 
         distances.append(best.sqrt())
         indices.append(where)
     return torch.cat(distances).numpy(), torch.cat(indices).numpy()
+
+
+def near_copy_thresholds(real_distances: np.ndarray, real_labels: np.ndarray, percentile: float) -> np.ndarray:
+    """Per class, the `percentile` of held-out real images' nearest-train distances: a generated image closer
+    than its class's value to a train image is a near-copy. Per class, because flat background tiles have exact
+    duplicates across splits and would set a pooled threshold far below what counts as a copy of textured tissue."""
+    return np.array([np.percentile(real_distances[real_labels == c], percentile) for c in range(NUM_CLASSES)])

@@ -11,7 +11,7 @@ from pathgen.data import NUM_CLASSES, TISSUE_CLASSES
 from pathgen.generator import PixelDiffusionGenerator, UNetShape, build_noise_scheduler, build_unet, load_generator
 from pathgen.validation import regenerate, unpack_image_seed
 from tests.conftest import ASSETS
-from training import build_bank, evaluate_generator
+from training import build_bank, evaluate_generator, provenance
 
 SHIPPED_BANK = ASSETS / "bank"
 
@@ -76,8 +76,8 @@ def test_shipped_bank_reclassifies_to_its_labels():
     assert np.bincount(bank.labels, minlength=NUM_CLASSES).min() >= 64
     assert sum(f.stat().st_size for f in SHIPPED_BANK.iterdir()) <= 15e6
     # A bank made with other weights than the shipped ones must be rebuilt.
-    assert bank.info["classifier"]["sha256"] == build_bank.describe_model(ASSETS / "classifier")["sha256"]
-    assert bank.info["generator"]["sha256"] == build_bank.describe_model(ASSETS / "generator")["sha256"]
+    assert bank.info["classifier"]["sha256"] == provenance.describe_model(ASSETS / "classifier")["sha256"]
+    assert bank.info["generator"]["sha256"] == provenance.describe_model(ASSETS / "generator")["sha256"]
     probabilities = classifier.predict_proba(bank.images)
     np.testing.assert_allclose(probabilities, bank.probabilities, atol=1e-4)
     assert (probabilities.argmax(1) == bank.labels).all()
@@ -131,6 +131,6 @@ def test_evaluate_generator_smoke(tmp_path, tiny_models, fixture_dir):
 
 def test_recorded_command_repeats_the_run():
     args = build_bank.parse_args(["--per-class", "8", "--max-attempts", "100", "--bf16", "--steps", "6"])
-    command = build_bank.command_line("training.build_bank", args).split()
+    command = provenance.command_line("training.build_bank", args).split()
     assert command[:3] == ["python", "-m", "training.build_bank"]
     assert build_bank.parse_args(command[3:]) == args

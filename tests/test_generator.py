@@ -6,6 +6,7 @@ import torch
 
 from pathgen.classifier import TissueClassifier
 from pathgen.generator import (
+    GENERATOR_CONFIG_NAME,
     MAX_IMAGES_PER_CALL,
     PixelDiffusionGenerator,
     SamplingDefaults,
@@ -13,6 +14,7 @@ from pathgen.generator import (
     build_noise_scheduler,
     build_unet,
     load_generator,
+    write_sampling_defaults,
 )
 from tests.conftest import ASSETS
 from training import train_generator
@@ -126,13 +128,29 @@ def test_bad_guidance_interval_is_rejected(interval):
         SamplingDefaults(guidance_interval=interval)
 
 
+def test_sde_solver_is_reproducible_per_seed_and_differs_from_the_ode_solver():
+    ode, sde = tiny_generator(), tiny_generator(solver="sde-dpmsolver++")
+    first = sde.generate(3, 4, seed=11, steps=4, guidance=2.0)
+    np.testing.assert_array_equal(first, sde.generate(3, 4, seed=11, steps=4, guidance=2.0))
+    assert not np.array_equal(first, sde.generate(3, 4, seed=12, steps=4, guidance=2.0))
+    # Same starting noise; only the SDE's fresh noise at each step can make these differ.
+    assert not np.array_equal(first, ode.generate(3, 4, seed=11, steps=4, guidance=2.0))
+    assert first.shape == (4, 28, 28, 3) and first.dtype == np.uint8
+
+
+def test_unknown_solver_is_rejected():
+    with pytest.raises(ValueError, match="solver must be one of dpmsolver\\+\\+, sde-dpmsolver\\+\\+"):
+        SamplingDefaults(solver="euler")
+
+
 def test_guidance_interval_round_trips_through_save_pretrained(tmp_path):
-    tiny_generator(steps=6, guidance=2.5, guidance_interval=(0.1, 0.9)).save_pretrained(tmp_path / "gen")
-    assert load_generator(tmp_path / "gen").defaults == SamplingDefaults(6, 2.5, (0.1, 0.9))
+    tiny_generator(steps=6, guidance=2.5, guidance_interval=(0.1, 0.9), solver="sde-dpmsolver++").save_pretrained(
+        tmp_path / "gen")
+    assert load_generator(tmp_path / "gen").defaults == SamplingDefaults(6, 2.5, (0.1, 0.9), "sde-dpmsolver++")
 
 
 def test_shipped_samples_are_recognised_by_shipped_classifier(shipped):
-    # Measured on 438-500 unfiltered images per class (assets/metrics/generator.json): recall 0.80 (stroma) to
+    # Measured on 438-500 unfiltered images per class (assets/metrics/generator.json): recall 0.85 (stroma) to
     # 1.0, macro 0.96. With 32 per class the floors leave room for sampling noise (a class at 0.80 falls below
     # 16 of 32 with probability < 0.01%) yet stay far above chance (0.11), and a generator that drew the wrong
     # tissue for any class, or lost most of its quality, would fail.
@@ -179,3 +197,19 @@ def test_missing_and_corrupt_generator_folders(tmp_path, shipped):
 def test_shipped_weights_are_small():
     total = sum(f.stat().st_size for f in (ASSETS / "generator").rglob("*") if f.is_file())
     assert total <= 25e6
+
+
+def test_write_sampling_defaults_replaces_only_the_defaults_and_checks_them(tmp_path):
+    torch.manual_seed(0)
+    shape = UNetShape(block_out_channels=(16, 32), norm_num_groups=8, attention_head_dim=8)
+    PixelDiffusionGenerator(build_unet(shape), dict(build_noise_scheduler().config)).save_pretrained(tmp_path)
+    write_sampling_defaults(tmp_path, SamplingDefaults(steps=7, guidance=2.5, guidance_interval=(0.1, 1.0)))
+    config = json.loads((tmp_path / GENERATOR_CONFIG_NAME).read_text())
+    assert config == {"backend": "pixel-diffusion", "sampling_defaults": {
+        "steps": 7, "guidance": 2.5, "guidance_interval": [0.1, 1.0], "solver": "dpmsolver++"}}
+    assert load_generator(tmp_path).defaults.guidance_interval == (0.1, 1.0)
+    reversed_interval = SamplingDefaults()
+    reversed_interval.guidance_interval = (0.8, 0.2)  # dataclass fields can be changed after the check
+    with pytest.raises(ValueError, match="guidance_interval"):
+        write_sampling_defaults(tmp_path, reversed_interval)
+    assert json.loads((tmp_path / GENERATOR_CONFIG_NAME).read_text()) == config

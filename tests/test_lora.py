@@ -157,6 +157,18 @@ def test_guidance_interval_is_refused_because_stable_diffusion_guides_every_step
         load_generator(folder)
 
 
+def test_sde_solver_setting_reaches_the_stable_diffusion_scheduler(adapter_dir, tmp_path):
+    folder = tmp_path / "sde"
+    shutil.copytree(adapter_dir, folder)
+    config = json.loads((folder / "generator_config.json").read_text())
+    config["sampling_defaults"]["solver"] = "sde-dpmsolver++"
+    (folder / "generator_config.json").write_text(json.dumps(config))
+    generator = load_generator(folder)
+    assert generator.pipe.scheduler.config.algorithm_type == "sde-dpmsolver++"
+    first = generator.generate(1, 2, seed=3, steps=2)
+    np.testing.assert_array_equal(first, generator.generate(1, 2, seed=3, steps=2))
+
+
 def test_unreachable_hub_id_says_so(monkeypatch):
     # huggingface_hub reads HF_HUB_OFFLINE once at import; patch the constant so nothing is attempted.
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)

@@ -8,30 +8,54 @@ from pathgen.generator import PixelDiffusionGenerator, UNetShape, build_noise_sc
 from training import tune_sampling
 
 
-def test_choice_is_the_fastest_pair_within_tolerance_of_the_best():
-    results = [{"steps": 12, "guidance": 3.0, "macro_f1": 0.90, "images_per_second": 10.0},
-               {"steps": 10, "guidance": 3.0, "macro_f1": 0.895, "images_per_second": 12.0},
-               {"steps": 6, "guidance": 3.0, "macro_f1": 0.80, "images_per_second": 20.0}]
+def setting(steps: int, macro_f1: float, speed: float, weakest: float = 0.9, near: float | None = None) -> dict:
+    result = {"steps": steps, "macro_f1": macro_f1, "min_class_f1": weakest, "images_per_second": speed}
+    return result if near is None else result | {"near_copy_fraction": near}
+
+
+def test_choice_is_the_fastest_setting_within_tolerance_of_the_best():
+    results = [setting(12, 0.90, 10.0), setting(10, 0.895, 12.0), setting(6, 0.80, 20.0)]
     assert tune_sampling.choose(results, tolerance=0.01)["steps"] == 10
     assert tune_sampling.choose(results, tolerance=0.0)["steps"] == 12
     assert tune_sampling.choose(results, tolerance=0.2)["steps"] == 6
 
 
-def test_sweep_measures_every_setting_and_writes_the_choice_to_the_generator(tmp_path):
+def test_choice_skips_settings_below_the_class_floor_unless_none_reaches_it():
+    results = [setting(12, 0.95, 10.0, weakest=0.86), setting(10, 0.96, 12.0, weakest=0.84)]
+    assert tune_sampling.choose(results, tolerance=0.01, min_class_f1=0.85)["steps"] == 12
+    assert tune_sampling.choose(results, tolerance=0.01, min_class_f1=0.0)["steps"] == 10
+    assert tune_sampling.choose(results, tolerance=0.01, min_class_f1=0.99)["steps"] == 10  # none reaches it
+
+
+def test_choice_with_near_copies_never_trades_variety_for_speed():
+    results = [setting(12, 0.97, 10.0, near=0.02), setting(10, 0.97, 12.0, near=0.10),
+               setting(8, 0.95, 15.0, near=0.025), setting(6, 0.90, 30.0, weakest=0.5, near=0.0)]
+    # Without the guard the 10-step setting wins on speed; with it, only settings within 0.01 of the fewest
+    # near-copies among those above the floor (0.02) remain, and of those the best macro-F1 within tolerance.
+    assert tune_sampling.choose(results, tolerance=0.01, min_class_f1=0.85)["steps"] == 10
+    assert tune_sampling.choose(results, tolerance=0.01, min_class_f1=0.85, near_copy_tolerance=0.01)["steps"] == 12
+    assert tune_sampling.choose(results, tolerance=0.05, min_class_f1=0.85, near_copy_tolerance=0.01)["steps"] == 8
+
+
+def test_sweep_measures_every_setting_and_writes_the_choice_to_the_generator(tmp_path, fixture_dir):
     torch.manual_seed(0)
     shape = UNetShape(block_out_channels=(16, 32), norm_num_groups=8, attention_head_dim=8)
     PixelDiffusionGenerator(build_unet(shape), dict(build_noise_scheduler().config)).save_pretrained(tmp_path / "gen")
     TissueClassifier().eval().save_pretrained(tmp_path / "clf")
     args = tune_sampling.parse_args(["--generator", str(tmp_path / "gen"), "--classifier", str(tmp_path / "clf"),
                                      "--steps", "1", "2", "--guidance", "1", "2.5", "--per-class", "3",
-                                     "--guidance-intervals", "0:1", "0:.5",
+                                     "--guidance-intervals", "0:1", "0:.5", "--solvers", "dpmsolver++",
+                                     "sde-dpmsolver++", "--near-copies", "--data-dir", str(fixture_dir),
                                      "--batch-size", "2", "--output", str(tmp_path / "sweep.json"),
                                      "--write-defaults"])
     summary = tune_sampling.main(args)
-    assert [(r["steps"], r["guidance"], r["guidance_interval"]) for r in summary["results"]] == [
-        (steps, guidance, interval) for steps in (1, 2) for guidance in (1.0, 2.5) for interval in ([0, 1], [0, 0.5])]
+    assert [(r["steps"], r["guidance"], r["guidance_interval"], r["solver"]) for r in summary["results"]] == [
+        (steps, guidance, interval, solver) for steps in (1, 2) for guidance in (1.0, 2.5)
+        for interval in ([0, 1], [0, 0.5]) for solver in ("dpmsolver++", "sde-dpmsolver++")]
     for result in summary["results"]:
         assert 0.0 <= result["min_class_f1"] <= result["macro_f1"] <= 1.0 and result["images_per_second"] > 0
+        assert 0.0 <= result["near_copy_fraction"] <= 1.0
+        assert len(result["near_copy_fraction_per_class"]) == 9
     recorded = json.loads((tmp_path / "sweep.json").read_text())
     assert recorded["chosen"] == summary["chosen"]
     command = recorded["command"].split()
@@ -40,6 +64,9 @@ def test_sweep_measures_every_setting_and_writes_the_choice_to_the_generator(tmp
     defaults = load_generator(tmp_path / "gen").defaults
     assert (defaults.steps, defaults.guidance) == (summary["chosen"]["steps"], summary["chosen"]["guidance"])
     assert list(defaults.guidance_interval) == summary["chosen"]["guidance_interval"]
+    assert defaults.solver == summary["chosen"]["solver"]
+    assert summary["chosen"] == {key: tune_sampling.choose(summary["results"], 0.01, 0.85, 0.01)[key]
+                                 for key in summary["chosen"]}
 
 
 @pytest.mark.parametrize("flags", [["--batch-size", "0"], ["--guidance-intervals", "0.8:0.2"],

@@ -10,7 +10,6 @@ acceptance per class, date) to `--output-dir`. Fails, writing nothing, if a clas
 from __future__ import annotations
 
 import argparse
-import hashlib
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathgen.classifier import TissueClassifier
 from pathgen.data import TISSUE_CLASSES
 from pathgen.generator import load_generator
 from pathgen.validation import DEFAULT_THRESHOLD, derive_seed, generate_validated
+from training.provenance import command_line, describe_model
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -44,40 +44,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "by default: fp32 images regenerate from their seeds at the same speed on any CPU.")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
     return parser.parse_args(argv)
-
-
-def command_line(module: str, args: argparse.Namespace) -> str:
-    """The command that repeats a run of `python -m module` with every setting spelled out.
-
-    Booleans become `--flag` / `--no-flag`, so the script must declare them with BooleanOptionalAction.
-    """
-    flags = []
-    for name, value in vars(args).items():
-        flag = "--" + name.replace("_", "-")
-        if isinstance(value, bool):
-            flags.append(flag if value else "--no-" + flag[2:])
-        elif isinstance(value, list):
-            flags.append(" ".join([flag, *map(str, value)]))
-        elif value is not None:
-            flags.append(f"{flag} {value}")
-    return f"python -m {module} " + " ".join(flags)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def describe_model(folder: str | Path) -> dict:
-    """The folder and the sha256 of its weights and configs, so a result names the exact model that made it."""
-    folder = Path(folder)
-    # Reports saved beside a model (training.json, metrics.json) must not change its identity.
-    files = sorted(f for f in folder.rglob("*")
-                   if f.suffix == ".safetensors" or (f.suffix == ".json" and "config" in f.name))
-    return {"path": str(folder), "sha256": {str(f.relative_to(folder)): file_sha256(f) for f in files}}
 
 
 def main(args: argparse.Namespace) -> ImageBank:
@@ -110,10 +76,11 @@ def main(args: argparse.Namespace) -> ImageBank:
         "generator": describe_model(args.generator),
         "classifier": describe_model(args.classifier),
         "threshold": args.threshold, "max_attempts": args.max_attempts, "steps": steps, "guidance": guidance,
-        "guidance_interval": list(generator.defaults.guidance_interval), "bf16": getattr(generator, "bf16", None),
+        "guidance_interval": list(generator.defaults.guidance_interval), "solver": generator.defaults.solver,
+        "bf16": getattr(generator, "bf16", None),
         "seed": args.seed, "per_class": args.per_class, "acceptance": acceptance,
         "image_seeds": "pathgen.validation.regenerate(generator, label, seed, steps=steps, guidance=guidance) "
-                       "recreates an image from its seed (with the generator's guidance_interval)",
+                       "recreates an image from its seed (with the generator's guidance_interval and solver)",
         "reproduce": command_line("training.build_bank", args),
     }
     bank = ImageBank(images=np.concatenate([b.images for b in batches]),

@@ -34,7 +34,12 @@ import torch  # noqa: E402
 from pathgen.classifier import TissueClassifier  # noqa: E402
 from pathgen.data import NUM_CLASSES, TISSUE_CLASSES, add_data_arguments, load_split  # noqa: E402
 from pathgen.generator import load_generator  # noqa: E402
-from pathgen.metrics import classification_report, frechet_distance, nearest_distances  # noqa: E402
+from pathgen.metrics import (  # noqa: E402
+    classification_report,
+    frechet_distance,
+    near_copy_thresholds,
+    nearest_distances,
+)
 from pathgen.validation import (  # noqa: E402
     DEFAULT_THRESHOLD,
     ValidatedBatch,
@@ -42,8 +47,8 @@ from pathgen.validation import (  # noqa: E402
     generate_unfiltered,
     generate_validated,
 )
-from training.build_bank import describe_model  # noqa: E402
 from training.evaluate_classifier import plot_confusion  # noqa: E402
+from training.provenance import describe_model  # noqa: E402
 
 # Seed streams, so unfiltered and validated generation never share noise.
 UNFILTERED, VALIDATED = 0, 1
@@ -148,9 +153,7 @@ def memorisation(generated: list[np.ndarray], accepted: list[np.ndarray], val_im
                  val_labels: np.ndarray, train_images: np.ndarray, args: argparse.Namespace) -> tuple[dict, dict]:
     """Summary, plus the most suspicious generated images beside their nearest train images for the figure."""
     real, _ = nearest_distances(val_images, train_images)
-    # Per class, because flat background tiles have exact duplicates across train and val and would set a
-    # pooled threshold far below what counts as a copy of a textured tile.
-    thresholds = np.array([np.percentile(real[val_labels == c], args.near_copy_percentile) for c in range(NUM_CLASSES)])
+    thresholds = near_copy_thresholds(real, val_labels, args.near_copy_percentile)
     labels = {name: np.concatenate([np.full(len(x), c) for c, x in enumerate(images)])
               for name, images in (("generated", generated), ("accepted", accepted))}
     queries = np.concatenate(generated + accepted)  # one pass over the train split for both sets

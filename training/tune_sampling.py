@@ -1,15 +1,23 @@
-"""Choose the generator's default sampling steps, guidance scale and guidance interval from measurements.
+"""Choose the generator's default sampling steps, guidance scale, guidance interval and solver from measurements.
 
     python -m training.tune_sampling --steps 10 12 --guidance 3 4 --guidance-intervals 0:1 0:0.75 --write-defaults
 
-For every (steps, guidance, interval) setting: `--per-class` unfiltered images per class, judged by the shipped
+For every (steps, guidance, interval, solver) setting: `--per-class` unfiltered images per class, judged by the shipped
 classifier (paper 1's measure: macro-F1 and the weakest class's F1), and the raw generation speed in
 batches of `--batch-size`. The noise comes from a seed stream that `evaluate_generator` never uses, so the
 evaluation afterwards is not run on the very images the choice was made on.
 
-The rule: among settings whose macro-F1 is within `--tolerance` of the best, the fastest. `--write-defaults`
-stores it in the generator folder's generator_config.json, which `generate()` uses when steps or guidance
-are not given. Guidance intervals (`SamplingDefaults.guidance_interval`) exist for the pixel-diffusion backend only.
+With `--near-copies` (needs the train and val splits) every setting's near-copies of train tiles are counted
+too, by `evaluate_generator`'s rule: closer to a train tile than `--near-copy-percentile` of the real val
+tiles of the class.
+
+The rule narrows the settings down in four steps: (1) those whose weakest class reaches `--min-class-f1`
+(all, if none does); (2) with `--near-copies`, those within `--near-copy-tolerance` of the fewest
+near-copies among (1); (3) those within `--tolerance` of the best macro-F1 among (2); (4) the fastest of
+(3). Without (2) the rule can trade variety for speed, which on our weights it did. `--write-defaults`
+stores the choice in the generator folder's generator_config.json, which `generate()` uses when steps or
+guidance are not given. Guidance intervals (`SamplingDefaults.guidance_interval`) exist for the
+pixel-diffusion backend only; `--solvers` (`SamplingDefaults.solver`) applies to both.
 """
 
 from __future__ import annotations
@@ -17,25 +25,27 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from pathgen.classifier import TissueClassifier
-from pathgen.data import NUM_CLASSES
+from pathgen.data import CLASS_NAMES, DATA_DIR_ENV, NUM_CLASSES, load_split
 from pathgen.generator import (
     EVERY_STEP,
     GENERATOR_CONFIG_NAME,
     MAX_IMAGES_PER_CALL,
+    SOLVERS,
     PixelDiffusionGenerator,
     SamplingDefaults,
     load_generator,
+    write_sampling_defaults,
 )
-from pathgen.metrics import classification_report
+from pathgen.metrics import classification_report, near_copy_thresholds, nearest_distances
 from pathgen.validation import generate_unfiltered
-from training.build_bank import command_line
+from training.provenance import command_line
 
 TUNING_STREAM = 2  # evaluate_generator draws from streams 0 (unfiltered) and 1 (validated)
 
@@ -67,10 +77,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--guidance-intervals", type=guidance_interval_flag, nargs="+", default=[interval_flag(EVERY_STEP)],
                         help="LOW:HIGH noise-level windows (t / T, 1 = pure noise) in which guidance is applied; "
                              "0:1 guides every step.")
+    parser.add_argument("--solvers", nargs="+", choices=SOLVERS, default=[SOLVERS[0]],
+                        help="DPM-Solver++ variants to try: the deterministic ODE solver, or its SDE form, which adds "
+                             "fresh (seeded) noise at every step.")
     parser.add_argument("--per-class", type=int, default=100, help="Unfiltered images per class and setting.")
     parser.add_argument("--batch-size", type=int, default=64, help="Images per generate call.")
     parser.add_argument("--tolerance", type=float, default=0.01,
                         help="A setting counts as good if its macro-F1 is at most this far below the best one's.")
+    parser.add_argument("--min-class-f1", type=float, default=0.85,
+                        help="Prefer settings whose weakest class reaches this F1 (issue 3's per-class floor).")
+    parser.add_argument("--near-copies", action=argparse.BooleanOptionalAction, default=False,
+                        help="Also count each setting's near-copies of train tiles and let the rule use them "
+                             "(reads the train and val splits from --data-dir).")
+    parser.add_argument("--near-copy-tolerance", type=float, default=0.01,
+                        help="With --near-copies, a setting stays in the running if its near-copy fraction is at "
+                             "most this far above the fewest.")
+    parser.add_argument("--near-copy-percentile", type=float, default=1.0,
+                        help="Percentile of real val tiles' nearest-train distances below which a tile is a near-copy.")
+    parser.add_argument("--data-dir", default=None,
+                        help=f"Folder with pathmnist.npz, for --near-copies (default: ${DATA_DIR_ENV} or ~/.medmnist).")
     parser.add_argument("--seed", type=int, default=0, help="Seed for generation.")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
     parser.add_argument("--output", default=None, help="Optional JSON file for every setting's figures and the choice.")
@@ -82,29 +107,57 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def measure_setting(generator, classifier: TissueClassifier, steps: int, guidance: float,
-                    interval: str, args: argparse.Namespace) -> dict:
+@dataclass
+class NearCopyReference:
+    """The train tiles and each class's distance below which a generated tile counts as a near-copy."""
+
+    train_images: np.ndarray
+    thresholds: np.ndarray  # float [NUM_CLASSES]
+
+    @classmethod
+    def load(cls, data_dir: str | None, percentile: float) -> NearCopyReference:
+        train_images, _ = load_split("train", data_dir)
+        val_images, val_labels = load_split("val", data_dir)
+        real_distances, _ = nearest_distances(val_images, train_images)
+        return cls(train_images, near_copy_thresholds(real_distances, val_labels, percentile))
+
+    def near_copies(self, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        return nearest_distances(images, self.train_images)[0] < self.thresholds[labels]
+
+
+def measure_setting(generator, classifier: TissueClassifier, steps: int, guidance: float, interval: str,
+                    solver: str, args: argparse.Namespace, reference: NearCopyReference | None = None) -> dict:
     bounds = interval_bounds(interval)
-    if isinstance(generator, PixelDiffusionGenerator):
-        generator.defaults = replace(generator.defaults, guidance_interval=bounds)
+    generator.defaults = replace(generator.defaults, guidance_interval=bounds, solver=solver)
     started = time.perf_counter()
     generated = [generate_unfiltered(generator, class_index, args.per_class, run_seed=args.seed, stream=TUNING_STREAM,
                                      batch_size=args.batch_size, steps=steps, guidance=guidance)
                  for class_index in range(NUM_CLASSES)]
     seconds = time.perf_counter() - started
-    labels = np.repeat(np.arange(NUM_CLASSES), args.per_class)
-    report = classification_report(labels, classifier.predict_proba(np.concatenate(generated)).argmax(axis=1))
+    images, labels = np.concatenate(generated), np.repeat(np.arange(NUM_CLASSES), args.per_class)
+    report = classification_report(labels, classifier.predict_proba(images).argmax(axis=1))
     per_class_f1 = {name: figures["f1"] for name, figures in report["per_class"].items()}
-    return {"steps": steps, "guidance": guidance, "guidance_interval": list(bounds),
-            "macro_f1": report["macro_f1"],
-            "min_class_f1": min(per_class_f1.values()), "per_class_f1": per_class_f1,
-            "images_per_second": len(labels) / seconds}
+    result = {"steps": steps, "guidance": guidance, "guidance_interval": list(bounds), "solver": solver,
+              "macro_f1": report["macro_f1"],
+              "min_class_f1": min(per_class_f1.values()), "per_class_f1": per_class_f1,
+              "images_per_second": len(labels) / seconds}
+    if reference is not None:
+        near = reference.near_copies(images, labels)
+        result["near_copy_fraction"] = float(near.mean())
+        result["near_copy_fraction_per_class"] = {name: float(near[labels == c].mean())
+                                                  for c, name in enumerate(CLASS_NAMES)}
+    return result
 
 
-def choose(results: list[dict], tolerance: float) -> dict:
-    best = max(result["macro_f1"] for result in results)
-    good = [result for result in results if result["macro_f1"] >= best - tolerance]
-    return max(good, key=lambda result: result["images_per_second"])
+def choose(results: list[dict], tolerance: float, min_class_f1: float = 0.0,
+           near_copy_tolerance: float | None = None) -> dict:
+    """The four steps in the module docstring; `near_copy_tolerance=None` skips step (2)."""
+    candidates = [r for r in results if r["min_class_f1"] >= min_class_f1] or results
+    if near_copy_tolerance is not None:
+        fewest = min(r["near_copy_fraction"] for r in candidates)
+        candidates = [r for r in candidates if r["near_copy_fraction"] <= fewest + near_copy_tolerance]
+    best = max(r["macro_f1"] for r in candidates)
+    return max((r for r in candidates if r["macro_f1"] >= best - tolerance), key=lambda r: r["images_per_second"])
 
 
 def main(args: argparse.Namespace) -> dict:
@@ -114,28 +167,32 @@ def main(args: argparse.Namespace) -> dict:
     if not isinstance(generator, PixelDiffusionGenerator) and set(args.guidance_intervals) != {interval_flag(EVERY_STEP)}:
         raise SystemExit(f"{args.generator} is not a pixel-diffusion generator; only --guidance-intervals 0:1 applies.")
     classifier = TissueClassifier.from_pretrained(args.classifier)
+    reference = NearCopyReference.load(args.data_dir, args.near_copy_percentile) if args.near_copies else None
     generator.generate(0, 2, steps=2, seed=0)  # warm-up: the first call pays for oneDNN kernel selection
     results = []
-    settings = [(s, g, i) for s in args.steps for g in args.guidance for i in args.guidance_intervals]
-    for steps, guidance, interval in settings:
-        result = measure_setting(generator, classifier, steps, guidance, interval, args)
+    settings = [(s, g, i, v) for s in args.steps for g in args.guidance for i in args.guidance_intervals
+                for v in args.solvers]
+    for steps, guidance, interval, solver in settings:
+        result = measure_setting(generator, classifier, steps, guidance, interval, solver, args, reference)
         results.append(result)
-        print(f"steps {steps:3d}  guidance {guidance:4.1f}  interval {interval:>7}  macro-F1 {result['macro_f1']:.3f}  "
-              f"weakest class {result['min_class_f1']:.3f}  {result['images_per_second']:.1f} images/s", flush=True)
-    chosen = choose(results, args.tolerance)
-    print(f"chosen: steps {chosen['steps']}, guidance {chosen['guidance']}, interval {chosen['guidance_interval']} "
-          f"(fastest within {args.tolerance} macro-F1 of the best)")
+        near = f"  near-copies {result['near_copy_fraction']:.1%}" if reference else ""
+        print(f"steps {steps:3d}  guidance {guidance:4.1f}  interval {interval:>7}  {solver:>15}  "
+              f"macro-F1 {result['macro_f1']:.3f}  "
+              f"weakest class {result['min_class_f1']:.3f}{near}  {result['images_per_second']:.1f} images/s", flush=True)
+    chosen = choose(results, args.tolerance, args.min_class_f1, args.near_copy_tolerance if reference else None)
+    print(f"chosen: steps {chosen['steps']}, guidance {chosen['guidance']}, interval {chosen['guidance_interval']}, "
+          f"solver {chosen['solver']} "
+          "(the rule in this script's docstring)")
     summary = {"command": command_line("training.tune_sampling", args),
-               "threads": torch.get_num_threads(), "tolerance": args.tolerance, "results": results,
-               "chosen": {key: chosen[key] for key in ("steps", "guidance", "guidance_interval")}}
+               "threads": torch.get_num_threads(), "results": results,
+               "rule": {"min_class_f1": args.min_class_f1, "tolerance": args.tolerance,
+                        "near_copy_tolerance": args.near_copy_tolerance if reference else None},
+               "chosen": {key: chosen[key] for key in ("steps", "guidance", "guidance_interval", "solver")}}
     if args.output:
         Path(args.output).write_text(json.dumps(summary, indent=2) + "\n")
     if args.write_defaults:
-        config_file = Path(args.generator) / GENERATOR_CONFIG_NAME
-        config = json.loads(config_file.read_text())
-        config["sampling_defaults"] = summary["chosen"]
-        config_file.write_text(json.dumps(config, indent=2) + "\n")
-        print(f"wrote the chosen defaults to {config_file}")
+        write_sampling_defaults(args.generator, SamplingDefaults(**summary["chosen"]))
+        print(f"wrote the chosen defaults to {Path(args.generator) / GENERATOR_CONFIG_NAME}")
     return summary
 
 
