@@ -37,6 +37,13 @@ def test_choice_with_near_copies_never_trades_variety_for_speed():
     assert tune_sampling.choose(results, tolerance=0.05, min_class_f1=0.85, near_copy_tolerance=0.01)["steps"] == 8
 
 
+def test_a_setting_exactly_on_the_near_copy_tolerance_stays_in():
+    # 13/900 + 0.01 falls just below 22/900 in floating point.
+    results = [setting(12, 0.95, 10.0, near=13 / 900), setting(10, 0.95, 12.0, near=22 / 900)]
+    assert 13 / 900 + 0.01 < 22 / 900
+    assert tune_sampling.choose(results, tolerance=0.01, near_copy_tolerance=0.01)["steps"] == 10
+
+
 def test_sweep_measures_every_setting_and_writes_the_choice_to_the_generator(tmp_path, fixture_dir):
     torch.manual_seed(0)
     shape = UNetShape(block_out_channels=(16, 32), norm_num_groups=8, attention_head_dim=8)

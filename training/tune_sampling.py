@@ -48,6 +48,8 @@ from pathgen.validation import generate_unfiltered
 from training.provenance import command_line
 
 TUNING_STREAM = 2  # evaluate_generator draws from streams 0 (unfiltered) and 1 (validated)
+# Fractions such as 30/900 sit exactly on a tolerance's edge; float rounding must not decide which side.
+ROUNDING = 1e-9
 
 
 def interval_bounds(text: str) -> tuple[float, float]:
@@ -152,12 +154,13 @@ def measure_setting(generator, classifier: TissueClassifier, steps: int, guidanc
 def choose(results: list[dict], tolerance: float, min_class_f1: float = 0.0,
            near_copy_tolerance: float | None = None) -> dict:
     """The four steps in the module docstring; `near_copy_tolerance=None` skips step (2)."""
-    candidates = [r for r in results if r["min_class_f1"] >= min_class_f1] or results
+    candidates = [r for r in results if r["min_class_f1"] >= min_class_f1 - ROUNDING] or results
     if near_copy_tolerance is not None:
         fewest = min(r["near_copy_fraction"] for r in candidates)
-        candidates = [r for r in candidates if r["near_copy_fraction"] <= fewest + near_copy_tolerance]
+        candidates = [r for r in candidates if r["near_copy_fraction"] <= fewest + near_copy_tolerance + ROUNDING]
     best = max(r["macro_f1"] for r in candidates)
-    return max((r for r in candidates if r["macro_f1"] >= best - tolerance), key=lambda r: r["images_per_second"])
+    return max((r for r in candidates if r["macro_f1"] >= best - tolerance - ROUNDING),
+               key=lambda r: r["images_per_second"])
 
 
 def main(args: argparse.Namespace) -> dict:
