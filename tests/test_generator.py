@@ -200,9 +200,7 @@ def test_shipped_weights_are_small():
 
 
 def test_write_sampling_defaults_replaces_only_the_defaults_and_checks_them(tmp_path):
-    torch.manual_seed(0)
-    shape = UNetShape(block_out_channels=(16, 32), norm_num_groups=8, attention_head_dim=8)
-    PixelDiffusionGenerator(build_unet(shape), dict(build_noise_scheduler().config)).save_pretrained(tmp_path)
+    tiny_generator().save_pretrained(tmp_path)
     write_sampling_defaults(tmp_path, SamplingDefaults(steps=7, guidance=2.5, guidance_interval=(0.1, 1.0)))
     config = json.loads((tmp_path / GENERATOR_CONFIG_NAME).read_text())
     assert config == {"backend": "pixel-diffusion", "sampling_defaults": {

@@ -147,23 +147,23 @@ def test_missing_and_corrupt_folders(adapter_dir, tmp_path):
         load_generator(bad_weights)
 
 
-def test_guidance_interval_is_refused_because_stable_diffusion_guides_every_step(adapter_dir, tmp_path):
-    folder = tmp_path / "interval"
+def adapter_copy_with(adapter_dir: Path, folder: Path, **sampling_defaults) -> Path:
+    """A copy of the trained adapter folder whose generator_config.json sets the given sampling defaults."""
     shutil.copytree(adapter_dir, folder)
     config = json.loads((folder / "generator_config.json").read_text())
-    config["sampling_defaults"]["guidance_interval"] = [0.0, 0.8]
+    config["sampling_defaults"].update(sampling_defaults)
     (folder / "generator_config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_guidance_interval_is_refused_because_stable_diffusion_guides_every_step(adapter_dir, tmp_path):
+    folder = adapter_copy_with(adapter_dir, tmp_path / "interval", guidance_interval=[0.0, 0.8])
     with pytest.raises(ValueError, match="guides every step"):
         load_generator(folder)
 
 
 def test_sde_solver_setting_reaches_the_stable_diffusion_scheduler(adapter_dir, tmp_path):
-    folder = tmp_path / "sde"
-    shutil.copytree(adapter_dir, folder)
-    config = json.loads((folder / "generator_config.json").read_text())
-    config["sampling_defaults"]["solver"] = "sde-dpmsolver++"
-    (folder / "generator_config.json").write_text(json.dumps(config))
-    generator = load_generator(folder)
+    generator = load_generator(adapter_copy_with(adapter_dir, tmp_path / "sde", solver="sde-dpmsolver++"))
     assert generator.pipe.scheduler.config.algorithm_type == "sde-dpmsolver++"
     first = generator.generate(1, 2, seed=3, steps=2)
     np.testing.assert_array_equal(first, generator.generate(1, 2, seed=3, steps=2))

@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -190,7 +190,7 @@ def main(args: argparse.Namespace) -> dict:
                "threads": torch.get_num_threads(), "results": results,
                "rule": {"min_class_f1": args.min_class_f1, "tolerance": args.tolerance,
                         "near_copy_tolerance": args.near_copy_tolerance if reference else None},
-               "chosen": {key: chosen[key] for key in ("steps", "guidance", "guidance_interval", "solver")}}
+               "chosen": {field.name: chosen[field.name] for field in fields(SamplingDefaults)}}
     if args.output:
         Path(args.output).write_text(json.dumps(summary, indent=2) + "\n")
     if args.write_defaults:
