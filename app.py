@@ -245,6 +245,12 @@ def model_card(assets: Assets) -> str:
     unet = getattr(getattr(assets.generator, "pipeline", None), "unet", None)
     size = f", {sum(p.numel() for p in unet.parameters()) / 1e6:.1f} M parameters" if unet is not None else ""
     counts = np.bincount(assets.bank.labels, minlength=NUM_CLASSES)
+    near_copies = ""
+    if (exclusion := assets.bank.info.get("near_copy_exclusion")) is not None:
+        discarded = sum(v.get("near_copies_discarded", 0) for v in assets.bank.info.get("acceptance", {}).values())
+        near_copies = (f" Tiles that passed the classifier but sat closer to a training tile than "
+                       f"{100 - exclusion['percentile']:g}% of real held-out tiles of their class do were discarded "
+                       f"too, as near-copies of patient tissue ({discarded} while the bank was built).")
     tta = (" Each prediction averages the eight flips and rotations of the tile, since tissue has no orientation."
            if assets.classifier.config.dihedral_tta else "")
     return f"""
@@ -265,7 +271,7 @@ so one pixel covers about 4 µm and a nucleus is only a pixel or two wide. Nine 
 - **Validation filter**: a generated tile is kept only if the classifier's top class is the requested one with
   calibrated probability ≥ the threshold ({assets.threshold:.2f} for the bank); rejected tiles are regenerated.
 - **Image bank**: {len(assets.bank)} validated tiles ({", ".join(f"{n} {t.key}" for n, t in zip(counts, TISSUE_CLASSES,
-                                                                                             strict=True))}).
+                                                                                             strict=True))}).{near_copies}
 
 ### Measured figures
 Classifier (val: PathMNIST validation split; test: CRC-VAL-HE-7K, another centre):

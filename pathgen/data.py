@@ -93,7 +93,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     """--data-dir and --download, the same in every script that reads PathMNIST."""
     parser.add_argument("--data-dir", default=None,
                         help=f"Folder with pathmnist.npz (default: ${DATA_DIR_ENV} or ~/.medmnist).")
-    parser.add_argument("--download", action="store_true",
+    parser.add_argument("--download", action=argparse.BooleanOptionalAction, default=False,
                         help="Let medmnist download PathMNIST if it is missing (needs network).")
 
 

@@ -35,6 +35,7 @@ class ValidatedBatch:
     generated: int
     threshold: float
     seed: int  # the base seed used (drawn at random when None was passed), so the run can be repeated
+    excluded: int = 0  # images the classifier passed but `exclude` discarded
 
     @property
     def accepted(self) -> int:
@@ -115,11 +116,14 @@ def generate_validated(
     steps: int | None = None,
     guidance: float | None = None,
     progress: Callable[[float, str], None] | None = None,
+    exclude: Callable[[np.ndarray, int], np.ndarray] | None = None,
 ) -> ValidatedBatch:
     """Up to `n` images of one class that pass the classifier; fewer (complete=False) after `max_attempts` rounds.
 
     Round r generates only the images still missing, in calls of at most `batch_size`. `steps` and
     `guidance` default to the generator's own. `progress(fraction, message)` is called after every call.
+    `exclude(images, class_index)` -> bool mask discards images the classifier passed, and they are regenerated
+    like rejected ones (e.g. `NearCopyReference.near_copies`, so that no near-copy of a train tile is kept).
     """
     # None means "the generator's default", which the generator validates itself.
     class_index = check_generation_args(class_index, n, seed, 1 if steps is None else steps,
@@ -129,7 +133,7 @@ def generate_validated(
     seed = int(np.random.default_rng().integers(2**63)) if seed is None else int(seed)
     rng = np.random.default_rng(seed)
     images, probabilities, attempts, seeds = [], [], [], []
-    accepted = generated = 0
+    accepted = generated = excluded = 0
     for attempt in range(1, max_attempts + 1):
         missing = n - accepted
         if missing == 0:
@@ -141,6 +145,10 @@ def generate_validated(
             batch_probabilities = classifier.predict_proba(batch)
             keep = np.flatnonzero((batch_probabilities.argmax(axis=1) == class_index)
                                   & (batch_probabilities[:, class_index] >= threshold))
+            if exclude is not None and len(keep):
+                kept = ~np.asarray(exclude(batch[keep], class_index), dtype=bool)
+                excluded += int(len(keep) - kept.sum())
+                keep = keep[kept]
             images.append(batch[keep])
             probabilities.append(batch_probabilities[keep])
             attempts.append(np.full(len(keep), attempt, dtype=np.int64))
@@ -157,5 +165,5 @@ def generate_validated(
     return ValidatedBatch(
         class_index=class_index, images=np.concatenate(images), probabilities=np.concatenate(probabilities),
         attempts=np.concatenate(attempts), seeds=np.concatenate(seeds), requested=n, generated=generated,
-        threshold=float(threshold), seed=seed,
+        threshold=float(threshold), seed=seed, excluded=excluded,
     )

@@ -158,6 +158,16 @@ def test_model_card_reports_measured_figures_and_the_papers():
         assert text in card
 
 
+def test_model_card_says_whether_the_bank_excluded_near_copies():
+    assets = app.load_assets(ASSETS)
+    assets.bank.info.pop("near_copy_exclusion", None)
+    assert "near-copies" not in app.model_card(assets)
+    assets.bank.info["near_copy_exclusion"] = {"percentile": 1.0}
+    assets.bank.info["acceptance"] = {"debris": {"near_copies_discarded": 5}, "stroma": {"near_copies_discarded": 2}}
+    assert "closer to a training tile than 99% of real held-out tiles" in app.model_card(assets)
+    assert "(7 while the bank was built)" in app.model_card(assets)
+
+
 def test_missing_or_corrupt_assets_stop_start_up_with_the_rebuild_script(tmp_path):
     with pytest.raises(app.AssetError, match="python -m training.train_classifier"):
         app.create_app(tmp_path)

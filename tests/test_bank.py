@@ -126,11 +126,16 @@ def test_evaluate_generator_smoke(tmp_path, tiny_models, fixture_dir):
     assert overall["images_per_set"] == 6 * NUM_CLASSES and math.isfinite(overall["generated_vs_real"])
     assert metrics["memorisation"]["generated"]["images"] == 6 * NUM_CLASSES
     assert 0 <= metrics["memorisation"]["generated"]["near_copy_fraction"] <= 1
+    assert list(metrics["texture"]["per_class"]) == keys
+    for figures in metrics["texture"]["per_class"].values():
+        for group in ("real", "generated"):
+            assert 0 <= figures[group]["p10"] <= figures[group]["median"] <= figures[group]["p90"] <= 255
     assert metrics["settings"]["steps"] == 2 and metrics["generator"]["sha256"] and metrics["classifier"]["sha256"]
 
 
 def test_recorded_command_repeats_the_run():
-    args = build_bank.parse_args(["--per-class", "8", "--max-attempts", "100", "--bf16", "--steps", "6"])
+    args = build_bank.parse_args(["--per-class", "8", "--max-attempts", "100", "--bf16", "--steps", "6",
+                                  "--exclude-near-copies", "--data-dir", "somewhere", "--near-copy-percentile", "0.5"])
     command = provenance.command_line("training.build_bank", args).split()
     assert command[:3] == ["python", "-m", "training.build_bank"]
     assert build_bank.parse_args(command[3:]) == args

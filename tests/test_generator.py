@@ -83,6 +83,26 @@ def test_cosine_schedule_warms_up_then_anneals_to_zero():
     assert train_generator.learning_rate_factor(90, constant) == 1.0
 
 
+def test_uncapped_loss_weights_give_the_epsilon_error_and_min_snr_caps_the_low_noise_steps():
+    scheduler = build_noise_scheduler()
+    generator = torch.Generator().manual_seed(0)
+    clean, noise = torch.rand(6, 3, 28, 28, generator=generator) * 2 - 1, torch.randn(6, 3, 28, 28, generator=generator)
+    timesteps = torch.tensor([0, 20, 83, 300, 700, 999])
+    noisy = scheduler.add_noise(clean, noise, timesteps)
+    velocity = scheduler.get_velocity(clean, noise, timesteps)
+    predicted = velocity + 0.1 * torch.randn(velocity.shape, generator=generator)
+    alpha, sigma = (scheduler.alphas_cumprod[timesteps] ** 0.5).view(-1, 1, 1, 1), \
+        ((1 - scheduler.alphas_cumprod[timesteps]) ** 0.5).view(-1, 1, 1, 1)
+    predicted_noise = sigma * noisy + alpha * predicted  # what a v-prediction says about the noise
+    epsilon_error = (predicted_noise - noise).pow(2).mean(dim=(1, 2, 3))
+    v_error = (predicted - velocity).pow(2).mean(dim=(1, 2, 3))
+    uncapped = train_generator.loss_weights(scheduler, timesteps, 0.0)
+    torch.testing.assert_close(uncapped * v_error, epsilon_error, rtol=1e-4, atol=1e-6)
+    min_snr = train_generator.loss_weights(scheduler, timesteps, 5.0)
+    assert (min_snr[:3] < 0.11 * uncapped[:3]).all()  # the low-noise steps, where min-SNR-5 gives < 11%
+    torch.testing.assert_close(min_snr[3:], uncapped[3:])  # at SNR below 5 the two agree
+
+
 def test_shipped_model_is_deterministic_per_seed(shipped):
     a = shipped.generate(0, 4, seed=123, steps=4)
     b = shipped.generate(0, 4, seed=123, steps=4)

@@ -4,6 +4,7 @@ import torch
 
 from pathgen.classifier import TissueClassifier
 from pathgen.generator import MAX_IMAGES_PER_CALL, PixelDiffusionGenerator, UNetShape, build_noise_scheduler, build_unet
+from pathgen.memorisation import NearCopyReference
 from pathgen.validation import generate_validated, regenerate, unpack_image_seed
 
 STEPS = 2  # random weights: image quality is irrelevant, only the loop's bookkeeping is tested
@@ -90,3 +91,20 @@ def test_bad_arguments_are_rejected(models, kwargs, match):
     arguments = dict(class_index=0, n=2) | kwargs
     with pytest.raises(ValueError, match=match):
         generate_validated(generator, classifier, arguments.pop("class_index"), arguments.pop("n"), **arguments)
+
+
+def test_excluded_images_are_regenerated_and_counted(models, reachable):
+    generator, classifier = models
+    class_index, threshold = reachable
+    kwargs = dict(threshold=threshold, max_attempts=20, seed=5, steps=STEPS, batch_size=4)
+    plain = generate_validated(generator, classifier, class_index, 4, **kwargs)
+    # The plain run's first image stands in for a train tile; the same seed makes it again and it must go.
+    reference = NearCopyReference(train_images=plain.images[:1], thresholds=np.full(9, 0.1))
+    guarded = generate_validated(generator, classifier, class_index, 4, exclude=reference.near_copies, **kwargs)
+    assert plain.excluded == 0 and guarded.excluded == 1
+    assert guarded.complete
+    assert not reference.near_copies(guarded.images, class_index).any()
+    assert not any(np.array_equal(image, plain.images[0]) for image in guarded.images)
+    # Everything else the first call kept is kept again: only the excluded image changed the run.
+    first_call = [s for s in plain.seeds[1:] if unpack_image_seed(s)[0] == unpack_image_seed(plain.seeds[0])[0]]
+    assert set(first_call) <= set(guarded.seeds.tolist())

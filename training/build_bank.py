@@ -3,7 +3,10 @@
     python -m training.build_bank
 
 For every class, `generate_validated` keeps regenerating until `--per-class` images pass the shipped
-classifier at `--threshold`. Writes bank.npz and bank.json (model paths and sha256 hashes, settings,
+classifier at `--threshold`. With `--exclude-near-copies` (needs PathMNIST's train and val splits, see
+`--data-dir`) an image the classifier passed is discarded too when it is a near-copy of a train tile by
+`evaluate_generator`'s rule, so no tile a trainee sees sits closer to a patient's tile than 99% of real
+held-out tiles of its class do. Writes bank.npz and bank.json (model paths and sha256 hashes, settings,
 acceptance per class, date) to `--output-dir`. Fails, writing nothing, if a class cannot be filled.
 """
 
@@ -19,8 +22,9 @@ import torch
 
 from pathgen.bank import ImageBank
 from pathgen.classifier import TissueClassifier
-from pathgen.data import TISSUE_CLASSES
+from pathgen.data import TISSUE_CLASSES, add_data_arguments
 from pathgen.generator import load_generator
+from pathgen.memorisation import DEFAULT_PERCENTILE, NearCopyReference
 from pathgen.validation import DEFAULT_THRESHOLD, derive_seed, generate_validated
 from training.provenance import command_line, describe_model
 
@@ -38,6 +42,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--guidance", type=float, default=None, help="Guidance scale (default: the generator's).")
     parser.add_argument("--batch-size", type=int, default=None, help="Images per generate call (default: pathgen's).")
     parser.add_argument("--seed", type=int, default=0, help="Run seed; each class derives its own from it.")
+    parser.add_argument("--exclude-near-copies", action=argparse.BooleanOptionalAction, default=False,
+                        help="Also discard near-copies of train tiles (needs the train and val splits).")
+    parser.add_argument("--near-copy-percentile", type=float, default=DEFAULT_PERCENTILE,
+                        help="With --exclude-near-copies: the percentile of real val tiles' nearest-train distances "
+                             "below which a generated tile is a near-copy.")
+    add_data_arguments(parser)
     parser.add_argument("--max-mb", type=float, default=15.0, help="Fail if the written bank is larger than this.")
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=False,
                         help="Sample the pixel diffusion model in bfloat16 (faster where the CPU has native bf16). Off "
@@ -55,14 +65,18 @@ def main(args: argparse.Namespace) -> ImageBank:
     classifier = TissueClassifier.from_pretrained(args.classifier)
     steps = generator.defaults.steps if args.steps is None else args.steps
     guidance = generator.defaults.guidance if args.guidance is None else args.guidance
+    reference = (NearCopyReference.load(args.data_dir, args.near_copy_percentile, args.download)
+                 if args.exclude_near_copies else None)
     batches, acceptance = [], {}
     for tissue in TISSUE_CLASSES:
         started = time.time()
         batch = generate_validated(generator, classifier, tissue.index, args.per_class, threshold=args.threshold,
                                    max_attempts=args.max_attempts, seed=derive_seed(args.seed, tissue.index),
-                                   batch_size=args.batch_size, steps=steps, guidance=guidance)
+                                   batch_size=args.batch_size, steps=steps, guidance=guidance,
+                                   exclude=reference.near_copies if reference else None)
         print(f"{tissue.key}: {batch.accepted}/{batch.requested} accepted from {batch.generated} generated "
-              f"({batch.acceptance_rate:.0%}) in {time.time() - started:.0f} s", flush=True)
+              f"({batch.acceptance_rate:.0%}, {batch.excluded} near-copies discarded) in "
+              f"{time.time() - started:.0f} s", flush=True)
         if not batch.complete:
             raise SystemExit(f"{tissue.key}: only {batch.accepted} of {args.per_class} images reached probability "
                              f"{args.threshold} in {args.max_attempts} rounds; nothing written. Raise --max-attempts, "
@@ -70,7 +84,7 @@ def main(args: argparse.Namespace) -> ImageBank:
         batches.append(batch)
         acceptance[tissue.key] = {"seed": batch.seed, "generated": batch.generated,
                                   "acceptance_rate": batch.acceptance_rate,
-                                  "mean_attempts": float(batch.attempts.mean())}
+                                  "mean_attempts": float(batch.attempts.mean()), "near_copies_discarded": batch.excluded}
     info = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "generator": describe_model(args.generator),
@@ -78,6 +92,7 @@ def main(args: argparse.Namespace) -> ImageBank:
         "threshold": args.threshold, "max_attempts": args.max_attempts, "steps": steps, "guidance": guidance,
         "guidance_interval": list(generator.defaults.guidance_interval), "solver": generator.defaults.solver,
         "bf16": getattr(generator, "bf16", None),
+        "near_copy_exclusion": reference.summary() if reference else None,
         "seed": args.seed, "per_class": args.per_class, "acceptance": acceptance,
         "image_seeds": "pathgen.validation.regenerate(generator, label, seed, steps=steps, guidance=guidance) "
                        "recreates an image from its seed (with the generator's guidance_interval and solver)",

@@ -13,7 +13,9 @@
 (d) Memorisation: each generated image's pixel L2 distance to its nearest train image, against the same
     distance for real val images; near-copies are generated images closer to a train image than 99% of
     the real val images of their class are.
-(e) Sample grids: real, generated and accepted images of each class side by side.
+(e) Texture: each tile's mean grey-level step between neighbouring pixels, real val against generated, per
+    class; it shows whether generated tiles are smoother than real ones (which both (c) and (d) punish).
+(f) Sample grids: real, generated and accepted images of each class side by side.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from pathgen.metrics import (  # noqa: E402
     frechet_distance,
     near_copy_thresholds,
     nearest_distances,
+    texture_energy,
 )
 from pathgen.validation import (  # noqa: E402
     DEFAULT_THRESHOLD,
@@ -177,6 +180,18 @@ def memorisation(generated: list[np.ndarray], accepted: list[np.ndarray], val_im
     return summary, pairs
 
 
+def texture(generated: list[np.ndarray], val_images: np.ndarray, val_labels: np.ndarray) -> dict:
+    def quantiles(images: np.ndarray) -> dict:
+        energy = texture_energy(images)
+        return {"p10": float(np.percentile(energy, 10)), "median": float(np.median(energy)),
+                "p90": float(np.percentile(energy, 90))}
+
+    return {"measure": "mean absolute grey-level step between neighbouring pixels (0-255), 10th/50th/90th "
+                       "percentiles per class; real: all val tiles of the class, generated: unfiltered",
+            "per_class": {t.key: {"real": quantiles(val_images[val_labels == t.index]),
+                                  "generated": quantiles(generated[t.index])} for t in TISSUE_CLASSES}}
+
+
 def image_row(images: np.ndarray, count: int) -> np.ndarray:
     """`count` tiles side by side with 2-pixel white gaps; empty slots stay white."""
     row = np.full((28, count * 30, 3), 255, np.uint8)
@@ -259,6 +274,7 @@ def main(args: argparse.Namespace) -> dict:
             "overall_acceptance_rate": sum(b.accepted for b in batches) / sum(b.generated for b in batches)},
         "realism": realism(classifier, generated, val_images, val_labels, args),
         "memorisation": memorised,
+        "texture": texture(generated, val_images, val_labels),
         "figures": ["generator_confusion_matrix.png", "generator_samples.png", "generator_nearest_train.png"],
         "reproduce": "python -m training.evaluate_generator --data-dir <folder with pathmnist.npz> "
                      f"--fd-size {args.fd_size} --per-class {args.per_class} --seed {args.seed}",
@@ -293,6 +309,8 @@ def print_summary(metrics: dict) -> None:
     print(f"(d) near-copies (target <= {NEAR_COPY_TARGET:.0%}): generated "
           f"{memorised['generated']['near_copy_fraction']:.2%}, "
           f"accepted {memorised['accepted'].get('near_copy_fraction', float('nan')):.2%}")
+    print("(e) texture, median real / generated: " + ", ".join(
+        f"{k} {v['real']['median']:.1f}/{v['generated']['median']:.1f}" for k, v in metrics["texture"]["per_class"].items()))
     print(f"wall time {metrics['wall_time_min']:.1f} min")
 
 

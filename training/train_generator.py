@@ -41,7 +41,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lr-schedule", choices=["constant", "cosine"], default="cosine",
                         help="After warm-up: hold the learning rate, or anneal it to zero at --max-steps.")
     parser.add_argument("--ema-decay", type=float, default=0.999, help="Final EMA decay (warmed up from 0).")
-    parser.add_argument("--min-snr-gamma", type=float, default=5.0, help="Min-SNR loss weighting gamma.")
+    parser.add_argument("--min-snr-gamma", type=float, default=5.0,
+                        help="Min-SNR loss weighting gamma; 0: no cap, i.e. epsilon-prediction's weighting snr/(snr+1), "
+                             "which weights the low-noise steps that draw fine texture up to 5000 times more.")
     parser.add_argument("--label-dropout", type=float, default=0.1, help="Fraction of labels replaced by the null class (for guidance).")
     parser.add_argument("--channels", type=int, nargs="+", default=list(UNetShape.block_out_channels),
                         help="UNet block widths, one per resolution (28, 14, 7).")
@@ -87,14 +89,21 @@ def learning_rate_factor(step: int, args: argparse.Namespace) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def loss_weights(scheduler, timesteps: torch.Tensor, min_snr_gamma: float) -> torch.Tensor:
+    """Per-sample weights of the v-prediction MSE: min-SNR (Hang et al., 2023), or with gamma 0 snr/(snr+1),
+    which makes the weighted v error equal the epsilon error, since eps - eps_hat = sqrt(alpha_bar) (v - v_hat)."""
+    alpha_bar = scheduler.alphas_cumprod[timesteps]
+    snr = alpha_bar / (1 - alpha_bar)
+    capped = snr.clamp(max=min_snr_gamma) if min_snr_gamma > 0 else snr
+    return capped / (snr + 1)
+
+
 def diffusion_loss(unet, scheduler, clean: torch.Tensor, labels: torch.Tensor, args, generator) -> torch.Tensor:
     noise = torch.randn(clean.shape, generator=generator)
     timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (len(clean),), generator=generator)
     noisy = scheduler.add_noise(clean, noise, timesteps)
     target = scheduler.get_velocity(clean, noise, timesteps)
-    alpha_bar = scheduler.alphas_cumprod[timesteps]
-    snr = alpha_bar / (1 - alpha_bar)
-    weight = snr.clamp(max=args.min_snr_gamma) / (snr + 1)  # min-SNR for v-prediction
+    weight = loss_weights(scheduler, timesteps, args.min_snr_gamma)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
         prediction = unet(noisy, timesteps, class_labels=labels).sample
     per_sample = (prediction.float() - target).pow(2).mean(dim=(1, 2, 3))

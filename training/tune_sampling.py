@@ -25,14 +25,14 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import dataclass, fields, replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from pathgen.classifier import TissueClassifier
-from pathgen.data import CLASS_NAMES, DATA_DIR_ENV, NUM_CLASSES, load_split
+from pathgen.data import CLASS_NAMES, DATA_DIR_ENV, NUM_CLASSES
 from pathgen.generator import (
     EVERY_STEP,
     GENERATOR_CONFIG_NAME,
@@ -43,7 +43,8 @@ from pathgen.generator import (
     load_generator,
     write_sampling_defaults,
 )
-from pathgen.metrics import classification_report, near_copy_thresholds, nearest_distances
+from pathgen.memorisation import NearCopyReference
+from pathgen.metrics import classification_report
 from pathgen.validation import generate_unfiltered
 from training.provenance import command_line
 
@@ -107,24 +108,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not 1 <= args.batch_size <= MAX_IMAGES_PER_CALL or args.per_class < 1:
         parser.error(f"--batch-size must be 1..{MAX_IMAGES_PER_CALL} and --per-class at least 1.")
     return args
-
-
-@dataclass
-class NearCopyReference:
-    """The train tiles and each class's distance below which a generated tile counts as a near-copy."""
-
-    train_images: np.ndarray
-    thresholds: np.ndarray  # float [NUM_CLASSES]
-
-    @classmethod
-    def load(cls, data_dir: str | None, percentile: float) -> NearCopyReference:
-        train_images, _ = load_split("train", data_dir)
-        val_images, val_labels = load_split("val", data_dir)
-        real_distances, _ = nearest_distances(val_images, train_images)
-        return cls(train_images, near_copy_thresholds(real_distances, val_labels, percentile))
-
-    def near_copies(self, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        return nearest_distances(images, self.train_images)[0] < self.thresholds[labels]
 
 
 def measure_setting(generator, classifier: TissueClassifier, steps: int, guidance: float, interval: str,
