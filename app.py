@@ -238,9 +238,9 @@ def model_card(assets: Assets) -> str:
         ("Fréchet distance in classifier features, generated vs real (not FID)",
          metric(g, "realism", "overall", "generated_vs_real", digits=2)),
         ("... the same between two real sets (the floor)", metric(g, "realism", "overall", "real_vs_real", digits=2)),
-        ("Near-copies of training tiles among generated / accepted tiles",
+        ("Near-copies of training tiles among generated / accepted / bank tiles",
          " / ".join(metric(g, "memorisation", k, "near_copy_fraction", percent=True)
-                    for k in ("generated", "accepted"))),
+                    for k in ("generated", "accepted", "bank"))),
     ))
     unet = getattr(getattr(assets.generator, "pipeline", None), "unet", None)
     size = f", {sum(p.numel() for p in unet.parameters()) / 1e6:.1f} M parameters" if unet is not None else ""

@@ -7,7 +7,7 @@ import torch
 
 from pathgen.bank import BANK_ARRAYS, BANK_INFO, ImageBank
 from pathgen.classifier import TissueClassifier
-from pathgen.data import NUM_CLASSES, TISSUE_CLASSES
+from pathgen.data import NUM_CLASSES, TISSUE_CLASSES, load_split
 from pathgen.generator import PixelDiffusionGenerator, UNetShape, build_noise_scheduler, build_unet, load_generator
 from pathgen.validation import regenerate, unpack_image_seed
 from tests.conftest import ASSETS
@@ -109,9 +109,14 @@ def test_build_bank_refuses_to_write_an_incomplete_bank(tmp_path, tiny_models):
 def test_evaluate_generator_smoke(tmp_path, tiny_models, fixture_dir):
     generator, classifier = tiny_models
     output = tmp_path / "metrics"
+    bank = random_bank()
+    train_images, train_labels = load_split("train", str(fixture_dir))
+    lymphocyte = int(np.flatnonzero(train_labels == 3)[0])
+    bank.images[0], bank.labels[0] = train_images[lymphocyte], 3  # a planted copy of a train tile
+    bank.save(tmp_path / "bank")
     args = evaluate_generator.parse_args([
         "--data-dir", str(fixture_dir), "--generator", str(generator), "--classifier", str(classifier),
-        "--output-dir", str(output), "--per-class", "3", "--fd-size", "6", "--fd-dims", "4",
+        "--bank", str(tmp_path / "bank"), "--output-dir", str(output), "--per-class", "3", "--fd-size", "6", "--fd-dims", "4",
         "--validated-per-class", "2", "--max-attempts", "1", "--steps", "2", "--threads", "1"])
     evaluate_generator.main(args)
     metrics = json.loads((output / "generator.json").read_text())
@@ -126,6 +131,9 @@ def test_evaluate_generator_smoke(tmp_path, tiny_models, fixture_dir):
     assert overall["images_per_set"] == 6 * NUM_CLASSES and math.isfinite(overall["generated_vs_real"])
     assert metrics["memorisation"]["generated"]["images"] == 6 * NUM_CLASSES
     assert 0 <= metrics["memorisation"]["generated"]["near_copy_fraction"] <= 1
+    in_bank = metrics["memorisation"]["bank"]
+    assert in_bank["images"] == len(bank) and in_bank["near_copy_fraction"] >= 1 / len(bank)
+    assert in_bank["near_copy_fraction_per_class"]["lymphocytes"] > 0
     assert list(metrics["texture"]["per_class"]) == keys
     for figures in metrics["texture"]["per_class"].values():
         for group in ("real", "generated"):

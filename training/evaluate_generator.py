@@ -12,7 +12,7 @@
     weights can be fetched offline, so this is not FID.
 (d) Memorisation: each generated image's pixel L2 distance to its nearest train image, against the same
     distance for real val images; near-copies are generated images closer to a train image than 99% of
-    the real val images of their class are.
+    the real val images of their class are. The shipped bank's tiles (`--bank`) are measured the same way.
 (e) Texture: each tile's mean grey-level step between neighbouring pixels, real val against generated, per
     class; it shows whether generated tiles are smoother than real ones (which both (c) and (d) punish).
 (f) Sample grids: real, generated and accepted images of each class side by side.
@@ -33,6 +33,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from pathgen.bank import ImageBank  # noqa: E402
 from pathgen.classifier import TissueClassifier  # noqa: E402
 from pathgen.data import NUM_CLASSES, TISSUE_CLASSES, add_data_arguments, load_split  # noqa: E402
 from pathgen.generator import load_generator  # noqa: E402
@@ -64,6 +65,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_data_arguments(parser)
     parser.add_argument("--generator", default="assets/generator", help="Generator folder (load_generator).")
     parser.add_argument("--classifier", default="assets/classifier", help="Classifier folder (from_pretrained).")
+    parser.add_argument("--bank", default="assets/bank",
+                        help="Image bank whose tiles are checked for near-copies too (empty string: skip).")
     parser.add_argument("--output-dir", default="assets/metrics", help="Where generator.json and the PNGs go.")
     parser.add_argument("--per-class", type=int, default=100,
                         help="Minimum unfiltered images generated per class for (a) and (d); (c) may need more.")
@@ -152,16 +155,19 @@ def distance_summary(distances: np.ndarray, labels: np.ndarray, thresholds: np.n
                                              for t in TISSUE_CLASSES if (labels == t.index).any()}}
 
 
-def memorisation(generated: list[np.ndarray], accepted: list[np.ndarray], val_images: np.ndarray,
-                 val_labels: np.ndarray, train_images: np.ndarray, args: argparse.Namespace) -> tuple[dict, dict]:
+def memorisation(generated: list[np.ndarray], accepted: list[np.ndarray], bank: ImageBank | None,
+                 val_images: np.ndarray, val_labels: np.ndarray, train_images: np.ndarray,
+                 args: argparse.Namespace) -> tuple[dict, dict]:
     """Summary, plus the most suspicious generated images beside their nearest train images for the figure."""
     real, _ = nearest_distances(val_images, train_images)
     thresholds = near_copy_thresholds(real, val_labels, args.near_copy_percentile)
     labels = {name: np.concatenate([np.full(len(x), c) for c, x in enumerate(images)])
               for name, images in (("generated", generated), ("accepted", accepted))}
-    queries = np.concatenate(generated + accepted)  # one pass over the train split for both sets
+    bank_images = bank.images if bank is not None else np.zeros((0, *generated[0].shape[1:]), np.uint8)
+    queries = np.concatenate(generated + accepted + [bank_images])  # one pass over the train split for all
     distances, nearest = nearest_distances(queries, train_images)
     split = len(labels["generated"])
+    bank_start = split + len(labels["accepted"])
     summary = {
         "distance": "L2 between images scaled to [0, 1] (2352 values), to the nearest of all train images",
         "near_copy_rule": f"closer than percentile {args.near_copy_percentile} of the real val images of the same "
@@ -172,8 +178,10 @@ def memorisation(generated: list[np.ndarray], accepted: list[np.ndarray], val_im
         "near_copy_thresholds": {t.key: float(thresholds[t.index]) for t in TISSUE_CLASSES},
         "real_val": distance_summary(real, val_labels, thresholds),
         "generated": distance_summary(distances[:split], labels["generated"], thresholds),
-        "accepted": distance_summary(distances[split:], labels["accepted"], thresholds),
+        "accepted": distance_summary(distances[split:bank_start], labels["accepted"], thresholds),
     }
+    if bank is not None:
+        summary["bank"] = distance_summary(distances[bank_start:], bank.labels, thresholds) | {"path": args.bank}
     suspicious = np.argsort(distances[:split] / thresholds[labels["generated"]])[:12]
     pairs = {"generated": queries[suspicious], "train": train_images[nearest[suspicious]],
              "titles": [f"{TISSUE_CLASSES[labels['generated'][i]].key[:8]}\n{distances[i]:.2f}" for i in suspicious]}
@@ -259,7 +267,8 @@ def main(args: argparse.Namespace) -> dict:
                                   steps=args.steps, guidance=args.guidance) for c in range(NUM_CLASSES)]
     accepted = [batch.images for batch in batches]
     log(started, "nearest train images, classifier features")
-    memorised, pairs = memorisation(generated, accepted, val_images, val_labels, train_images, args)
+    bank = ImageBank.load(args.bank) if args.bank else None
+    memorised, pairs = memorisation(generated, accepted, bank, val_images, val_labels, train_images, args)
     metrics = {
         "generator": describe_model(args.generator) | {
             "unet": {k: v for k, v in generator.pipeline.unet.config.items() if not k.startswith("_")},
@@ -308,7 +317,8 @@ def print_summary(metrics: dict) -> None:
           f"real floor {realism_overall['real_vs_real']:.2f}, ratio {realism_overall['ratio'] or float('nan'):.2f}")
     print(f"(d) near-copies (target <= {NEAR_COPY_TARGET:.0%}): generated "
           f"{memorised['generated']['near_copy_fraction']:.2%}, "
-          f"accepted {memorised['accepted'].get('near_copy_fraction', float('nan')):.2%}")
+          f"accepted {memorised['accepted'].get('near_copy_fraction', float('nan')):.2%}"
+          + (f", bank {memorised['bank'].get('near_copy_fraction', float('nan')):.2%}" if "bank" in memorised else ""))
     print("(e) texture, median real / generated: " + ", ".join(
         f"{k} {v['real']['median']:.1f}/{v['generated']['median']:.1f}" for k, v in metrics["texture"]["per_class"].items()))
     print(f"wall time {metrics['wall_time_min']:.1f} min")
