@@ -37,6 +37,7 @@ from pathgen.bank import ImageBank  # noqa: E402
 from pathgen.classifier import TissueClassifier  # noqa: E402
 from pathgen.data import NUM_CLASSES, TISSUE_CLASSES, add_data_arguments, load_split  # noqa: E402
 from pathgen.generator import load_generator  # noqa: E402
+from pathgen.memorisation import DEFAULT_PERCENTILE  # noqa: E402
 from pathgen.metrics import (  # noqa: E402
     classification_report,
     frechet_distance,
@@ -79,7 +80,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--validated-per-class", type=int, default=64, help="Images requested per class for (b).")
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help="Acceptance threshold for (b).")
     parser.add_argument("--max-attempts", type=int, default=10, help="Regeneration rounds for (b).")
-    parser.add_argument("--near-copy-percentile", type=float, default=1.0,
+    parser.add_argument("--near-copy-percentile", type=float, default=DEFAULT_PERCENTILE,
                         help="Percentile of real val images' nearest-train distances below which a generated "
                              "image counts as a near-copy.")
     parser.add_argument("--steps", type=int, default=None, help="Sampling steps (default: the generator's).")
@@ -163,8 +164,7 @@ def memorisation(generated: list[np.ndarray], accepted: list[np.ndarray], bank: 
     thresholds = near_copy_thresholds(real, val_labels, args.near_copy_percentile)
     labels = {name: np.concatenate([np.full(len(x), c) for c, x in enumerate(images)])
               for name, images in (("generated", generated), ("accepted", accepted))}
-    bank_images = bank.images if bank is not None else np.zeros((0, *generated[0].shape[1:]), np.uint8)
-    queries = np.concatenate(generated + accepted + [bank_images])  # one pass over the train split for all
+    queries = np.concatenate(generated + accepted + ([bank.images] if bank is not None else []))  # one train pass
     distances, nearest = nearest_distances(queries, train_images)
     split = len(labels["generated"])
     bank_start = split + len(labels["accepted"])

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from pathgen.classifier import TissueClassifier
-from pathgen.data import CLASS_NAMES, DATA_DIR_ENV, NUM_CLASSES
+from pathgen.data import CLASS_NAMES, NUM_CLASSES, add_data_arguments
 from pathgen.generator import (
     EVERY_STEP,
     GENERATOR_CONFIG_NAME,
@@ -43,7 +43,7 @@ from pathgen.generator import (
     load_generator,
     write_sampling_defaults,
 )
-from pathgen.memorisation import NearCopyReference
+from pathgen.memorisation import DEFAULT_PERCENTILE, NearCopyReference
 from pathgen.metrics import classification_report
 from pathgen.validation import generate_unfiltered
 from training.provenance import command_line
@@ -95,10 +95,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--near-copy-tolerance", type=float, default=0.01,
                         help="With --near-copies, a setting stays in the running if its near-copy fraction is at "
                              "most this far above the fewest.")
-    parser.add_argument("--near-copy-percentile", type=float, default=1.0,
+    parser.add_argument("--near-copy-percentile", type=float, default=DEFAULT_PERCENTILE,
                         help="Percentile of real val tiles' nearest-train distances below which a tile is a near-copy.")
-    parser.add_argument("--data-dir", default=None,
-                        help=f"Folder with pathmnist.npz, for --near-copies (default: ${DATA_DIR_ENV} or ~/.medmnist).")
+    add_data_arguments(parser)  # the splits for --near-copies
     parser.add_argument("--seed", type=int, default=0, help="Seed for generation.")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
     parser.add_argument("--output", default=None, help="Optional JSON file for every setting's figures and the choice.")
@@ -153,7 +152,7 @@ def main(args: argparse.Namespace) -> dict:
     if not isinstance(generator, PixelDiffusionGenerator) and set(args.guidance_intervals) != {interval_flag(EVERY_STEP)}:
         raise SystemExit(f"{args.generator} is not a pixel-diffusion generator; only --guidance-intervals 0:1 applies.")
     classifier = TissueClassifier.from_pretrained(args.classifier)
-    reference = NearCopyReference.load(args.data_dir, args.near_copy_percentile) if args.near_copies else None
+    reference = NearCopyReference.load(args.data_dir, args.near_copy_percentile, args.download) if args.near_copies else None
     generator.generate(0, 2, steps=2, seed=0)  # warm-up: the first call pays for oneDNN kernel selection
     results = []
     settings = [(s, g, i, v) for s in args.steps for g in args.guidance for i in args.guidance_intervals
