@@ -54,6 +54,8 @@ def server_side_times(assets: str, repeats: int) -> dict[str, list[float]]:
     from gradio.state_holder import SessionState
 
     import app
+    from pathgen.data import TISSUE_CLASSES
+    from pathgen.quiz import MAX_QUESTIONS
 
     demo = app.create_app(assets)
     endpoints = {fn.api_name: fn for fn in demo.fns.values()}
@@ -64,14 +66,15 @@ def server_side_times(assets: str, repeats: int) -> dict[str, list[float]]:
         asyncio.run(demo.process_api(block_fn=endpoints[name], inputs=list(inputs), state=session))
         return time.perf_counter() - started
 
-    keys = [tissue.key for tissue in app.TISSUE_CLASSES]
+    keys = [tissue.key for tissue in TISSUE_CLASSES]
     call("explore_show", keys[-1])  # warm-up: first calls pay for lazy imports
     explore = [call("explore_show", keys[i % len(keys)]) for i in range(repeats)]
     next_question = []
     while len(next_question) < repeats:
-        call("quiz_start", app.MAX_QUESTIONS, "mixed", keys)
-        for _ in range(min(app.MAX_QUESTIONS - 1, repeats - len(next_question))):
-            call("quiz_answer", None, "adipose")  # the None stands in for the session's gr.State
+        # Each None stands in for the session's gr.State; half the slides are real tiles (the default).
+        call("quiz_start", None, MAX_QUESTIONS, "mixed", keys, 50)
+        for _ in range(min(MAX_QUESTIONS - 1, repeats - len(next_question))):
+            call("quiz_answer", None, "adipose")
             next_question.append(call("quiz_next", None))
     return {"explore_switch": explore, "next_question": next_question}
 

@@ -8,24 +8,33 @@ both backends serve the same `generate(class, n)` interface.
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
+from diffusers import DPMSolverMultistepScheduler, StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 from huggingface_hub import snapshot_download
 from huggingface_hub.errors import RepositoryNotFoundError
 from PIL import Image
 
 from .data import IMAGE_SHAPE, TissueClass, resolve_class
-from .generator import GENERATOR_CONFIG_NAME, SamplingDefaults, check_generation_args, looks_like_hub_id
+from .generation import (
+    GENERATOR_CONFIG_NAME,
+    HUB_BACKEND,
+    BatchedGenerator,
+    SamplingDefaults,
+    SamplingProfiles,
+    looks_like_hub_id,
+    read_generator_config,
+    write_generator_config,
+)
 
-BACKEND = "sd-lora"
+BACKEND = HUB_BACKEND
 LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
-LORA_SAMPLING_DEFAULTS = SamplingDefaults(steps=30, guidance=7.5)
+LORA_SAMPLING_PROFILES = SamplingProfiles(live=SamplingDefaults(steps=20, guidance=7.5),
+                                          bank=SamplingDefaults(steps=30, guidance=7.5))
 PROMPT_PREFIX = "an H&E stained histopathology image of"
 
 
@@ -40,12 +49,10 @@ def class_prompt(class_ref: int | str | TissueClass) -> str:
     return f"{PROMPT_PREFIX} {subject}"
 
 
-def write_generator_config(folder: str | os.PathLike, base_model: str, resolution: int,
-                           defaults: SamplingDefaults = LORA_SAMPLING_DEFAULTS) -> None:
+def write_lora_config(folder: str | os.PathLike, base_model: str, resolution: int,
+                      profiles: SamplingProfiles = LORA_SAMPLING_PROFILES) -> None:
     """The file `load_generator` dispatches on; `base_model` is a hub id or a path."""
-    config = {"backend": BACKEND, "base_model": str(base_model), "resolution": int(resolution),
-              "sampling_defaults": {"steps": defaults.steps, "guidance": defaults.guidance}}
-    (Path(folder) / GENERATOR_CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+    write_generator_config(folder, BACKEND, profiles, base_model=str(base_model), resolution=int(resolution))
 
 
 def download_adapter(repo_id: str) -> Path:
@@ -63,46 +70,52 @@ def download_adapter(repo_id: str) -> Path:
             "`python -m training.train_lora` instead.") from error
 
 
-class LoraGenerator:
-    """Stable Diffusion + LoRA: `generate(class, n)` -> uint8 [n, 28, 28, 3]."""
+class LoraGenerator(BatchedGenerator):
+    """Stable Diffusion + LoRA: `generate(class, n, profile=...)` -> uint8 [n, 28, 28, 3]."""
 
     def __init__(self, pipe: StableDiffusionPipeline, resolution: int,
-                 defaults: SamplingDefaults = LORA_SAMPLING_DEFAULTS, batch_size: int = 8) -> None:
-        # DPM-Solver++ gives good samples in 20-30 steps whatever scheduler the base model ships
-        # (SD 1.5 ships PNDM); it keeps the base model's betas and prediction type.
-        pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config, algorithm_type=defaults.solver)
+                 profiles: SamplingProfiles = LORA_SAMPLING_PROFILES, batch_size: int = 8) -> None:
+        for name in ("live", "bank"):
+            if not profiles.get(name).guides_everywhere:
+                raise ValueError(f"The Stable Diffusion + LoRA backend guides every step; set the {name} profile's "
+                                 "guidance_interval to [0.0, 1.0].")
         pipe.set_progress_bar_config(disable=True)
-        if not defaults.guides_everywhere:
-            raise ValueError("The Stable Diffusion + LoRA backend guides every step; set its sampling_defaults' "
-                             "guidance_interval to [0.0, 1.0].")
         self.pipe = pipe
         self.resolution = resolution
-        self.defaults = defaults
+        self.profiles = profiles
         self.batch_size = batch_size
+        self.use_scheduler(profiles.live)
 
-    def generate(self, class_index: int, n: int, *, seed: int | None = None, steps: int | None = None,
-                 guidance: float | None = None) -> np.ndarray:
-        steps = self.defaults.steps if steps is None else steps
-        guidance = self.defaults.guidance if guidance is None else guidance
-        class_index = check_generation_args(class_index, n, seed, steps, guidance)
-        if self.pipe.scheduler.config.algorithm_type != self.defaults.solver:  # defaults may change after loading
-            self.pipe.scheduler = DPMSolverMultistepScheduler.from_config(self.pipe.scheduler.config,
-                                                                          algorithm_type=self.defaults.solver)
-        prompt = class_prompt(class_index)
-        # A CPU generator draws the same starting noise for a seed on CPU and GPU.
-        generator = torch.Generator().manual_seed(int(seed) if seed is not None else int(torch.seed() % 2**63))
-        batches = []
-        for start in range(0, n, self.batch_size):
-            count = min(self.batch_size, n - start)
-            output = self.pipe([prompt] * count, height=self.resolution, width=self.resolution,
-                               num_inference_steps=int(steps), guidance_scale=float(guidance),
-                               generator=generator, output_type="np")
-            if any(output.nsfw_content_detected or []):
-                # Pink H&E tissue can trip SD's NSFW filter, which returns black tiles without raising.
-                warnings.warn(f"The base model's safety checker blanked {sum(output.nsfw_content_detected)} of "
-                              f"{count} images; they are black.", stacklevel=2)
-            batches.append(shrink(output.images))
-        return np.concatenate(batches)
+    def use_scheduler(self, settings: SamplingDefaults) -> None:
+        # DPM-Solver++ gives good samples in 20-30 steps whatever scheduler the base model ships
+        # (SD 1.5 ships PNDM); it keeps the base model's betas and prediction type.
+        config = self.pipe.scheduler.config
+        karras = settings.noise_spacing == "karras"
+        if (not isinstance(self.pipe.scheduler, DPMSolverMultistepScheduler) or config.algorithm_type != settings.solver
+                or config.use_karras_sigmas != karras):
+            self.pipe.scheduler = DPMSolverMultistepScheduler.from_config(
+                config, algorithm_type=settings.solver, use_karras_sigmas=karras)
+
+    def sample_batch(self, class_index: int, count: int, settings: SamplingDefaults,
+                     generator: torch.Generator) -> np.ndarray:
+        self.use_scheduler(settings)
+        output = self.pipe([class_prompt(class_index)] * count, height=self.resolution, width=self.resolution,
+                           num_inference_steps=settings.steps, guidance_scale=settings.guidance,
+                           generator=generator, output_type="np")
+        return shrink(checked_images(output, count))
+
+    def sample_guided_batch(self, class_index: int, starts: np.ndarray, strength: float, settings: SamplingDefaults,
+                            generator: torch.Generator) -> np.ndarray:
+        self.use_scheduler(settings)
+        # Same modules (UNet with its adapter, VAE, text encoder, scheduler), so nothing is copied or reloaded.
+        img2img = StableDiffusionImg2ImgPipeline(**self.pipe.components)
+        img2img.set_progress_bar_config(disable=True)
+        size = (self.resolution, self.resolution)
+        images = [Image.fromarray(tile).resize(size, Image.Resampling.BICUBIC) for tile in starts]
+        output = img2img([class_prompt(class_index)] * len(starts), image=images, strength=strength,
+                         num_inference_steps=settings.steps, guidance_scale=settings.guidance,
+                         generator=generator, output_type="np")
+        return shrink(checked_images(output, len(starts)))
 
     @classmethod
     def from_pretrained(cls, path_or_hub_id: str | os.PathLike, base_model: str | None = None, device: str = "cpu",
@@ -119,15 +132,15 @@ class LoraGenerator:
                     "or pass the folder it wrote.")
             folder = download_adapter(str(path_or_hub_id))
         config_file = folder / GENERATOR_CONFIG_NAME
-        if not config_file.is_file():
-            raise FileNotFoundError(f"{config_file} is missing: {folder} is not a PathGen generator folder.")
         try:
-            settings = json.loads(config_file.read_text())
+            settings = read_generator_config(folder)
             if settings["backend"] != BACKEND:
                 raise ValueError(f"backend is {settings['backend']!r}, not {BACKEND!r}")
             base_model = base_model or settings["base_model"]
             resolution = int(settings["resolution"])
-            defaults = SamplingDefaults(**settings["sampling_defaults"])
+            profiles = SamplingProfiles.from_config(settings)
+        except FileNotFoundError:
+            raise
         except Exception as error:
             raise ValueError(
                 f"{config_file} is corrupt ({error}). Rewrite it by rerunning `python -m training.train_lora` "
@@ -148,7 +161,16 @@ class LoraGenerator:
             raise ValueError(
                 f"LoRA weights in {folder} are corrupt, missing or made for another base model ({error}). Retrain "
                 "with `python -m training.train_lora`, or pass the base_model= it was trained on.") from error
-        return cls(pipe.to(device), resolution, defaults)
+        return cls(pipe.to(device), resolution, profiles)
+
+
+def checked_images(output, count: int) -> np.ndarray:
+    """The pipeline's images, with a warning when the safety checker blanked some."""
+    if any(output.nsfw_content_detected or []):
+        # Pink H&E tissue can trip SD's NSFW filter, which returns black tiles without raising.
+        warnings.warn(f"The base model's safety checker blanked {sum(output.nsfw_content_detected)} of "
+                      f"{count} images; they are black.", stacklevel=3)
+    return output.images
 
 
 def shrink(images: np.ndarray) -> np.ndarray:

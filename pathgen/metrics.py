@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+
 import numpy as np
 import torch
+from prdc import compute_prdc
 from scipy import linalg
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
@@ -70,6 +74,24 @@ def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
         covmean = linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
     covmean = covmean.real
     return float(((mean_a - mean_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * covmean))
+
+
+def precision_recall_density_coverage(real: np.ndarray, generated: np.ndarray, k: int = 5) -> dict:
+    """k-NN precision and recall (Kynkäänniemi et al. 2019), density and coverage (Naeem et al. 2020) of
+    `generated` features against the `real` ones, via the `prdc` package. Precision: share of generated points
+    inside some real point's k-NN ball (fidelity); recall: share of real points inside some generated point's
+    ball; coverage: share of real balls holding a generated point (variety, robust to outliers); density: mean
+    count of real balls per generated point / k (1 for a second real set). k shrinks for sets under k + 2."""
+    real, generated = np.asarray(real, np.float32), np.asarray(generated, np.float32)
+    if real.ndim != 2 or generated.ndim != 2 or real.shape[1] != generated.shape[1]:
+        raise ValueError(f"expected two [N, D] feature arrays of one D, got {real.shape} and {generated.shape}")
+    if min(len(real), len(generated)) < 3:
+        raise ValueError(f"k-NN figures need at least 3 points per set, got {len(real)} and {len(generated)}")
+    k = min(k, len(real) - 2, len(generated) - 2)  # prdc needs the (k+1)-th neighbour besides the point itself
+    with contextlib.redirect_stdout(io.StringIO()):  # prdc prints the set sizes on every call
+        values = compute_prdc(real_features=real, fake_features=generated, nearest_k=k)
+    return {name: float(values[name]) for name in ("precision", "recall", "density", "coverage")} | {
+        "k": k, "images_per_set": min(len(real), len(generated))}
 
 
 def texture_energy(images: np.ndarray) -> np.ndarray:

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .classifier import TissueClassifier
-from .generator import MAX_IMAGES_PER_CALL, ImageGenerator, check_generation_args
+from .data import CLASS_NAMES
+from .generation import MAX_IMAGES_PER_CALL, ImageGenerator, check_generation_args
+from .guided import check_examples, check_strength, wrong_class_examples
 
 DEFAULT_THRESHOLD = 0.9
 DEFAULT_BATCH_SIZE = 64
@@ -57,7 +59,7 @@ def derive_seed(*keys: int) -> int:
 
 def generate_unfiltered(generator: ImageGenerator, class_index: int, n: int, *, run_seed: int, stream: int,
                         batch_size: int = DEFAULT_BATCH_SIZE, steps: int | None = None,
-                        guidance: float | None = None) -> np.ndarray:
+                        guidance: float | None = None, profile: str = "live") -> np.ndarray:
     """`n` images of one class with no classifier in the loop, in calls of at most `batch_size`.
 
     Call seeds derive from (run_seed, stream, class_index, start), so scripts that draw from different
@@ -66,7 +68,7 @@ def generate_unfiltered(generator: ImageGenerator, class_index: int, n: int, *, 
     batch_size = min(batch_size, MAX_IMAGES_PER_CALL)
     return np.concatenate([generator.generate(class_index, min(batch_size, n - start),
                                               seed=derive_seed(run_seed, stream, class_index, start),
-                                              steps=steps, guidance=guidance)
+                                              steps=steps, guidance=guidance, profile=profile)
                            for start in range(0, n, batch_size)])
 
 
@@ -82,11 +84,12 @@ def unpack_image_seed(image_seed: int) -> tuple[int, int, int]:
 
 
 def regenerate(generator: ImageGenerator, class_index: int, image_seed: int, *, steps: int | None = None,
-               guidance: float | None = None) -> np.ndarray:
-    """The exact image [28, 28, 3] that `image_seed` names, given the same model, steps and guidance."""
+               guidance: float | None = None, profile: str = "live") -> np.ndarray:
+    """The exact image [28, 28, 3] that `image_seed` names, given the same model, profile, steps and guidance."""
     call_seed, call_size, position = unpack_image_seed(image_seed)
     # The sampler's noise and batch numerics depend on the call size, so the whole call is repeated.
-    return generator.generate(class_index, call_size, seed=call_seed, steps=steps, guidance=guidance)[position]
+    return generator.generate(class_index, call_size, seed=call_seed, steps=steps, guidance=guidance,
+                              profile=profile)[position]
 
 
 def _whole_in(value: object, low: int, high: int) -> bool:
@@ -103,6 +106,24 @@ def _check_validation_args(threshold: float, max_attempts: int, batch_size: int 
                          f"got {batch_size!r}.")
 
 
+def _sampler(generator: ImageGenerator, classifier: TissueClassifier, class_index: int, examples: np.ndarray | None,
+             strength: float | None, threshold: float) -> Callable[..., np.ndarray]:
+    """`sample(n, seed=, steps=, guidance=, profile=)` of one class: unguided, or guided by checked examples."""
+    if examples is None and strength is None:
+        return lambda n, **kwargs: generator.generate(class_index, n, **kwargs)
+    if examples is None or strength is None:
+        raise ValueError("Guided generation needs both examples and strength.")
+    examples, strength = check_examples(examples), check_strength(strength)
+    probabilities = classifier.predict_proba(examples)
+    wrong = wrong_class_examples(probabilities, class_index, threshold)
+    if len(wrong):
+        top = probabilities[wrong[0]].argmax()
+        raise ValueError(f"{len(wrong)} of {len(examples)} examples are not {CLASS_NAMES[class_index]}: the classifier "
+                         f"is sure that example {int(wrong[0])} is {CLASS_NAMES[top]}. Pick examples of the class "
+                         "you ask for.")
+    return lambda n, **kwargs: generator.generate_guided(examples, class_index, n, strength=strength, **kwargs)
+
+
 def generate_validated(
     generator: ImageGenerator,
     classifier: TissueClassifier,
@@ -115,20 +136,26 @@ def generate_validated(
     batch_size: int | None = None,
     steps: int | None = None,
     guidance: float | None = None,
+    profile: str = "live",
     progress: Callable[[float, str], None] | None = None,
     exclude: Callable[[np.ndarray, int], np.ndarray] | None = None,
+    examples: np.ndarray | None = None,
+    strength: float | None = None,
 ) -> ValidatedBatch:
     """Up to `n` images of one class that pass the classifier; fewer (complete=False) after `max_attempts` rounds.
 
     Round r generates only the images still missing, in calls of at most `batch_size`. `steps` and
-    `guidance` default to the generator's own. `progress(fraction, message)` is called after every call.
+    `guidance` default to the generator's `profile` ("live" or "bank"). `progress(fraction, message)` is called after every call.
     `exclude(images, class_index)` -> bool mask discards images the classifier passed, and they are regenerated
     like rejected ones (e.g. `NearCopyReference.near_copies`, so that no near-copy of a train tile is kept).
+    With `examples` (uint8 [k, 28, 28, 3]) and `strength`, tiles are guided by them (`generate_guided`); examples that
+    the classifier would accept as another class are refused with a ValueError.
     """
     # None means "the generator's default", which the generator validates itself.
     class_index = check_generation_args(class_index, n, seed, 1 if steps is None else steps,
                                         0.0 if guidance is None else guidance)
     _check_validation_args(threshold, max_attempts, batch_size)
+    sample = _sampler(generator, classifier, class_index, examples, strength, threshold)
     batch_size = int(batch_size or DEFAULT_BATCH_SIZE)
     seed = int(np.random.default_rng().integers(2**63)) if seed is None else int(seed)
     rng = np.random.default_rng(seed)
@@ -141,7 +168,7 @@ def generate_validated(
         for start in range(0, missing, batch_size):
             size = min(batch_size, missing - start)
             call_seed = int(rng.integers(_CALL_SEED_LIMIT))
-            batch = generator.generate(class_index, size, seed=call_seed, steps=steps, guidance=guidance)
+            batch = sample(size, seed=call_seed, steps=steps, guidance=guidance, profile=profile)
             batch_probabilities = classifier.predict_proba(batch)
             keep = np.flatnonzero((batch_probabilities.argmax(axis=1) == class_index)
                                   & (batch_probabilities[:, class_index] >= threshold))

@@ -1,6 +1,12 @@
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
+import torch
+
+# Apps built by tests keep their database in a throw-away folder, never in the user's ~/.cache/pathgen.
+os.environ["PATHGEN_STATE_DIR"] = tempfile.mkdtemp(prefix="pathgen-test-state-")
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE_DIR = REPO / "tests" / "fixtures"
@@ -17,3 +23,12 @@ def _no_network_data_dir(monkeypatch):
     # Tests must never reach for ../shared or ~/.medmnist by accident.
     monkeypatch.setenv("PATHGEN_DATA_DIR", str(FIXTURE_DIR))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """For modules that run real models: on a loaded machine two OpenMP threads run many times slower than one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

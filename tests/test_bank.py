@@ -8,7 +8,9 @@ import torch
 from pathgen.bank import BANK_ARRAYS, BANK_INFO, ImageBank
 from pathgen.classifier import TissueClassifier
 from pathgen.data import NUM_CLASSES, TISSUE_CLASSES, load_split
-from pathgen.generator import PixelDiffusionGenerator, UNetShape, build_noise_scheduler, build_unet, load_generator
+from pathgen.generation import load_generator
+from pathgen.generator import PixelDiffusionGenerator, UNetShape, build_noise_scheduler, build_unet
+from pathgen.judge import JudgeConfig, TissueJudge
 from pathgen.validation import regenerate, unpack_image_seed
 from tests.conftest import ASSETS
 from training import build_bank, evaluate_generator, provenance
@@ -109,14 +111,18 @@ def test_build_bank_refuses_to_write_an_incomplete_bank(tmp_path, tiny_models):
 def test_evaluate_generator_smoke(tmp_path, tiny_models, fixture_dir):
     generator, classifier = tiny_models
     output = tmp_path / "metrics"
-    bank = random_bank()
+    torch.manual_seed(1)
+    TissueJudge(JudgeConfig(dims=[8, 8, 16, 16], depths=[0, 1, 1, 1])).save_pretrained(tmp_path / "judge")
+    bank = random_bank(27)
+    bank.labels = np.arange(len(bank)) % NUM_CLASSES  # three tiles per class, the fewest the k-NN figures take
     train_images, train_labels = load_split("train", str(fixture_dir))
     lymphocyte = int(np.flatnonzero(train_labels == 3)[0])
-    bank.images[0], bank.labels[0] = train_images[lymphocyte], 3  # a planted copy of a train tile
+    bank.images[3] = train_images[lymphocyte]  # a planted copy of a train tile
     bank.save(tmp_path / "bank")
     args = evaluate_generator.parse_args([
         "--data-dir", str(fixture_dir), "--generator", str(generator), "--classifier", str(classifier),
-        "--bank", str(tmp_path / "bank"), "--output-dir", str(output), "--per-class", "3", "--fd-size", "6", "--fd-dims", "4",
+        "--judge", str(tmp_path / "judge"), "--bank", str(tmp_path / "bank"), "--output-dir", str(output),
+        "--per-class", "3", "--fd-size", "6", "--fd-dims", "4",
         "--validated-per-class", "2", "--max-attempts", "1", "--steps", "2", "--threads", "1"])
     evaluate_generator.main(args)
     metrics = json.loads((output / "generator.json").read_text())
@@ -129,6 +135,8 @@ def test_evaluate_generator_smoke(tmp_path, tiny_models, fixture_dir):
     assert all(v["generated"] == 2 for v in metrics["acceptance"]["per_class"].values())
     overall = metrics["realism"]["overall"]
     assert overall["images_per_set"] == 6 * NUM_CLASSES and math.isfinite(overall["generated_vs_real"])
+    check_feature_spaces(metrics["feature_spaces"], keys)
+    assert metrics["judge"]["sha256"] and metrics["judge"]["config"]["dims"] == [8, 8, 16, 16]
     assert metrics["memorisation"]["generated"]["images"] == 6 * NUM_CLASSES
     assert 0 <= metrics["memorisation"]["generated"]["near_copy_fraction"] <= 1
     in_bank = metrics["memorisation"]["bank"]
@@ -136,9 +144,32 @@ def test_evaluate_generator_smoke(tmp_path, tiny_models, fixture_dir):
     assert in_bank["near_copy_fraction_per_class"]["lymphocytes"] > 0
     assert list(metrics["texture"]["per_class"]) == keys
     for figures in metrics["texture"]["per_class"].values():
-        for group in ("real", "generated"):
+        for group in ("real", "generated", "unguided", "bank"):
             assert 0 <= figures[group]["p10"] <= figures[group]["median"] <= figures[group]["p90"] <= 255
     assert metrics["settings"]["steps"] == 2 and metrics["generator"]["sha256"] and metrics["classifier"]["sha256"]
+    command = metrics["reproduce"].split()
+    assert command[:3] == ["python", "-m", "training.evaluate_generator"]
+    assert evaluate_generator.parse_args(command[3:]) == args
+
+
+def check_feature_spaces(spaces: dict, keys: list[str]) -> None:
+    """Every set in both feature spaces, each figure in range and beside its real-vs-real value."""
+    assert spaces["prdc_k"] == 5 and spaces["sets"]["unguided"].endswith("guidance 1.0")
+    for space in ("classifier", "judge"):
+        report = spaces[space]
+        assert set(report["recognisability"]) == {"real_val", "generated", "unguided", "bank"}
+        assert report["recognisability"]["bank"]["images_per_class"] == [3] * NUM_CLASSES
+        for name, size, k in (("generated", 6, 4), ("unguided", 6, 4), ("bank", 3, 1)):
+            knn = report[name]["prdc"]["per_class"]
+            assert list(knn) == keys and list(report[name]["frechet"]["per_class"]) == keys
+            for figures in knn.values():
+                assert figures["images_per_set"] == size and figures["k"] == k
+                assert figures["real_vs_real"]["images_per_set"] == size
+                for value in (figures, figures["real_vs_real"]):
+                    assert 0 <= value["precision"] <= 1 and 0 <= value["recall"] <= 1
+                    assert 0 <= value["coverage"] <= 1 and value["density"] >= 0
+            summary = report[name]["prdc"]["summary"]["coverage"]
+            assert summary["min"] <= summary["mean"] and summary["real_vs_real_min"] <= summary["real_vs_real_mean"]
 
 
 def test_recorded_command_repeats_the_run():

@@ -5,17 +5,15 @@ import pytest
 import torch
 
 from pathgen.classifier import TissueClassifier
-from pathgen.generator import (
+from pathgen.generation import (
     GENERATOR_CONFIG_NAME,
     MAX_IMAGES_PER_CALL,
-    PixelDiffusionGenerator,
     SamplingDefaults,
-    UNetShape,
-    build_noise_scheduler,
-    build_unet,
+    SamplingProfiles,
     load_generator,
     write_sampling_defaults,
 )
+from pathgen.generator import PixelDiffusionGenerator, UNetShape, build_noise_scheduler, build_unet, karras_timesteps
 from tests.conftest import ASSETS
 from training import train_generator
 
@@ -43,7 +41,7 @@ def test_tiny_training_runs_checkpoints_and_resumes(tmp_path, fixture_dir):
 
     generator = load_generator(out)
     ema = {k: v.float() for k, v in generator.pipeline.unet.state_dict().items()}
-    np.testing.assert_allclose(ema["conv_in.weight"], second["ema"]["conv_in.weight"].float(), atol=1e-3)
+    np.testing.assert_allclose(ema["conv_in.weight"], second["emas"][0]["conv_in.weight"].float(), atol=1e-3)
     images = generator.generate(3, 2, seed=1, steps=2)
     assert images.shape == (2, 28, 28, 3) and images.dtype == np.uint8
 
@@ -113,10 +111,11 @@ def test_shipped_model_is_deterministic_per_seed(shipped):
     assert a.min() >= 0 and a.max() <= 255 and a.std() > 5
 
 
-def tiny_generator(**defaults) -> PixelDiffusionGenerator:
+def tiny_generator(bank: SamplingDefaults | None = None, **live) -> PixelDiffusionGenerator:
     torch.manual_seed(0)
     unet = build_unet(UNetShape(block_out_channels=(16, 32), norm_num_groups=8, attention_head_dim=8))
-    return PixelDiffusionGenerator(unet, dict(build_noise_scheduler().config), SamplingDefaults(**defaults), bf16=False)
+    profiles = SamplingProfiles(live=SamplingDefaults(**live), bank=bank or SamplingDefaults(**live))
+    return PixelDiffusionGenerator(unet, dict(build_noise_scheduler().config), profiles, bf16=False)
 
 
 def unet_batch_sizes(generator: PixelDiffusionGenerator, **generate_kwargs) -> list[int]:
@@ -223,11 +222,118 @@ def test_write_sampling_defaults_replaces_only_the_defaults_and_checks_them(tmp_
     tiny_generator().save_pretrained(tmp_path)
     write_sampling_defaults(tmp_path, SamplingDefaults(steps=7, guidance=2.5, guidance_interval=(0.1, 1.0)))
     config = json.loads((tmp_path / GENERATOR_CONFIG_NAME).read_text())
-    assert config == {"backend": "pixel-diffusion", "sampling_defaults": {
-        "steps": 7, "guidance": 2.5, "guidance_interval": [0.1, 1.0], "solver": "dpmsolver++"}}
+    untouched = {"steps": 12, "guidance": 3.0, "guidance_interval": [0.0, 1.0], "solver": "dpmsolver++",
+                 "noise_spacing": "trailing"}
+    assert config == {"backend": "pixel-diffusion", "sampling_profiles": {
+        "live": {**untouched, "steps": 7, "guidance": 2.5, "guidance_interval": [0.1, 1.0]}, "bank": untouched}}
     assert load_generator(tmp_path).defaults.guidance_interval == (0.1, 1.0)
+    assert load_generator(tmp_path).profiles.bank == SamplingDefaults()
     reversed_interval = SamplingDefaults()
     reversed_interval.guidance_interval = (0.8, 0.2)  # dataclass fields can be changed after the check
     with pytest.raises(ValueError, match="guidance_interval"):
         write_sampling_defaults(tmp_path, reversed_interval)
     assert json.loads((tmp_path / GENERATOR_CONFIG_NAME).read_text()) == config
+
+
+def test_each_profile_is_deterministic_per_seed_and_the_profiles_differ():
+    generator = tiny_generator(bank=SamplingDefaults(steps=6, guidance=2.0, solver="sde-dpmsolver++",
+                                                     noise_spacing="karras"), steps=3)
+    for profile in ("live", "bank"):
+        first = generator.generate(4, 3, seed=21, profile=profile)
+        np.testing.assert_array_equal(first, generator.generate(4, 3, seed=21, profile=profile))
+        assert not np.array_equal(first, generator.generate(4, 3, seed=22, profile=profile))
+    assert not np.array_equal(generator.generate(4, 3, seed=21, profile="live"),
+                              generator.generate(4, 3, seed=21, profile="bank"))
+    with pytest.raises(ValueError, match="profile must be one of live, bank"):
+        generator.generate(4, 3, seed=21, profile="<b>best</b>")
+
+
+def test_karras_spacing_ends_with_smaller_steps_than_trailing():
+    pipeline = tiny_generator().pipeline
+    trailing, karras = pipeline.make_scheduler(), pipeline.make_scheduler()
+    pipeline.set_timesteps(trailing, 12, "trailing")
+    pipeline.set_timesteps(karras, 12, "karras")
+    assert len(karras.timesteps) == 12 and int(karras.timesteps[0]) == 999
+    # The last model call before the clean image: Karras spacing puts it much closer to the data.
+    assert int(karras.timesteps[-1]) < int(trailing.timesteps[-1]) / 2
+    for steps in (1, 2, 6, 50, 200):
+        timesteps = karras_timesteps(pipeline.scheduler_config, steps)
+        assert len(timesteps) == steps and timesteps[0] == 999
+        assert all(a > b >= 0 for a, b in zip(timesteps, timesteps[1:], strict=False))
+
+
+@pytest.mark.parametrize("profiles,match", [
+    ({"live": {"steps": 0}}, "steps must be"),
+    ({"live": {"guidance": "3"}}, "guidance must be"),
+    ({"bank": {"noise_spacing": "cosine"}}, "noise_spacing must be"),
+    ({"live": {}, "bank": {}, "fast": {}}, "unknown sampling profiles"),
+])
+def test_config_writer_and_reader_refuse_bad_values(tmp_path, profiles, match):
+    with pytest.raises(ValueError, match=match):
+        SamplingProfiles.from_config({"sampling_profiles": {"live": {}, "bank": {}, **profiles}})
+    tiny_generator().save_pretrained(tmp_path)
+    config_file = tmp_path / GENERATOR_CONFIG_NAME
+    config_file.write_text(json.dumps({"backend": "pixel-diffusion",
+                                       "sampling_profiles": {"live": {}, "bank": {}, **profiles}}))
+    with pytest.raises(ValueError, match="corrupt"):
+        load_generator(tmp_path)
+
+
+def test_a_single_sampling_defaults_entry_serves_both_profiles(tmp_path):
+    tiny_generator().save_pretrained(tmp_path)
+    (tmp_path / GENERATOR_CONFIG_NAME).write_text(json.dumps(
+        {"backend": "pixel-diffusion", "sampling_defaults": {"steps": 5, "guidance": 2.0}}))
+    profiles = load_generator(tmp_path).profiles
+    assert profiles.live == profiles.bank == SamplingDefaults(steps=5, guidance=2.0)
+
+
+def test_edm_weights_on_the_v_error_equal_edm_lambda_on_the_x0_error():
+    scheduler = build_noise_scheduler()
+    generator = torch.Generator().manual_seed(1)
+    clean, noise = torch.rand(5, 3, 28, 28, generator=generator) * 2 - 1, torch.randn(5, 3, 28, 28, generator=generator)
+    timesteps = torch.tensor([3, 60, 250, 600, 990])
+    noisy = scheduler.add_noise(clean, noise, timesteps)
+    velocity = scheduler.get_velocity(clean, noise, timesteps)
+    predicted = velocity + 0.1 * torch.randn(velocity.shape, generator=generator)
+    alpha_bar = scheduler.alphas_cumprod[timesteps].view(-1, 1, 1, 1)
+    x0_error = (alpha_bar.sqrt() * noisy - (1 - alpha_bar).sqrt() * predicted - clean).pow(2).mean(dim=(1, 2, 3))
+    sigma = train_generator.noise_levels(scheduler)[timesteps]
+    edm_lambda = (sigma**2 + 0.25) / (sigma * 0.5) ** 2
+    weights = train_generator.loss_weights(scheduler, timesteps, 5.0, "edm", 0.5)
+    v_error = (predicted - velocity).pow(2).mean(dim=(1, 2, 3))
+    torch.testing.assert_close(weights * v_error, edm_lambda * x0_error, rtol=1e-3, atol=1e-6)
+
+
+def test_log_normal_sampling_maps_noise_levels_to_the_nearest_timestep():
+    scheduler = build_noise_scheduler()
+    levels = train_generator.noise_levels(scheduler)
+    for t in (0, 1, 83, 500, 998, 999):
+        assert int(train_generator.nearest_timesteps(scheduler, levels[t:t + 1] * 1.0001)) == t
+    args = train_generator.parse_args(["--noise-sampling", "lognormal"])
+    drawn = train_generator.sample_timesteps(scheduler, 20000, args, torch.Generator().manual_seed(0))
+    median_sigma = float(levels[drawn].median())
+    assert abs(np.log(median_sigma) - args.p_mean) < 0.05  # the log-normal's median is exp(P_mean)
+
+
+def test_edm_recipe_runs_in_segments_with_several_ema_snapshots(tmp_path, fixture_dir):
+    out, runs = tmp_path / "export", tmp_path / "runs"
+    common = ["--data-dir", str(fixture_dir), "--output-dir", str(out), "--checkpoint-dir", str(runs),
+              "--save-every", "100", "--warmup-steps", "1", "--max-steps", "3", "--noise-sampling", "lognormal",
+              "--loss-weighting", "edm", "--ema-decays", "0.1", "0.99", *TINY]
+    # A zero-minute segment stops after its first step, with a checkpoint, as a segment that ran out of time does.
+    train_generator.main(train_generator.parse_args([*common, "--segment-minutes", "0"]))
+    assert torch.load(runs / "checkpoint.pt", weights_only=False)["step"] == 1
+    train_generator.main(train_generator.parse_args(common))
+    record = json.loads((out / "training.json").read_text())
+    assert record["steps"] == 3 and record["images_seen"] == 3 * 8
+    assert [(s["step_start"], s["step_end"]) for s in record["segments"]] == [(0, 1), (1, 3)]
+    assert "--segment-minutes 0" in record["segments"][0]["command"]
+    assert "--segment-minutes" not in record["segments"][1]["command"]
+    # Early on the EMA warm-up caps every decay near 0.2, so only a decay below that averages differently.
+    snapshots = [load_generator(runs / f"ema-{decay}").pipeline.unet for decay in ("0.1", "0.99")]
+    assert not torch.equal(snapshots[0].conv_in.weight, snapshots[1].conv_in.weight)
+    logged = [json.loads(line) for line in (runs / "log.jsonl").read_text().splitlines()]
+    assert set(logged[-1]["held_out_x0_mse"]) == {"0.1", "0.99"}
+    assert all(0 < value < 10 for value in logged[-1]["held_out_x0_mse"].values())
+    with pytest.raises(ValueError, match="EMA snapshots"):
+        train_generator.main(train_generator.parse_args([*common, "--max-steps", "4", "--ema-decays", "0.1"]))

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-from peft import get_peft_model_state_dict
+from peft import LoraConfig, get_peft_model_state_dict
 from safetensors.torch import load_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from pathgen.data import TISSUE_CLASSES
-from pathgen.generator import load_generator, looks_like_hub_id
+from pathgen.generation import load_generator, looks_like_hub_id
 from pathgen.lora import LORA_WEIGHT_NAME, LoraGenerator, class_prompt
 from tests.conftest import FIXTURE_DIR
 from training import train_lora
@@ -81,30 +81,70 @@ def test_class_prompts_are_distinct_domain_prompts():
 
 def test_training_writes_a_loadable_adapter(adapter_dir, base_model):
     config = json.loads((adapter_dir / "generator_config.json").read_text())
-    assert config == {"backend": "sd-lora", "base_model": str(base_model.resolve()), "resolution": 32,
-                      "sampling_defaults": {"steps": 30, "guidance": 7.5}}
+    assert {k: config[k] for k in ("backend", "base_model", "resolution")} == {
+        "backend": "sd-lora", "base_model": str(base_model.resolve()), "resolution": 32}
     up = lora_up_weights(adapter_dir)
     assert up, "no LoRA up-projections saved"
     # peft's gaussian init starts every up-projection at zero, so non-zero means trained.
     assert all(weight.abs().sum() > 0 for weight in up.values())
-    assert torch.load(adapter_dir / "checkpoint.pt", weights_only=False)["step"] == 2
+    assert train_lora.checkpoint_step(adapter_dir) == 2
+    # The accelerate checkpoint keeps the adapter, optimiser and RNG states, not the frozen UNet.
+    checkpoint = adapter_dir / train_lora.CHECKPOINT_DIR
+    assert (checkpoint / LORA_WEIGHT_NAME).is_file() and not list(checkpoint.glob("model*.safetensors"))
+    assert list(checkpoint.glob("optimizer*")) and list(checkpoint.glob("random_states*"))
 
 
 def test_training_resumes_from_checkpoint(adapter_dir, base_model, tmp_path):
     out = tmp_path / "lora"
     shutil.copytree(adapter_dir, out)
     train_lora.main(train_lora.parse_args(train_args(base_model, out, max_steps=3)))
-    assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 3
+    assert train_lora.checkpoint_step(out) == 3
     before, after = lora_up_weights(adapter_dir), lora_up_weights(out)
     assert any(not torch.equal(before[k], after[k]) for k in before)
 
 
-def test_loaded_adapter_matches_trained_weights(lora_generator, adapter_dir):
-    trained = torch.load(adapter_dir / "checkpoint.pt", weights_only=False)["lora"]
+def test_resumed_run_repeats_an_uninterrupted_one(adapter_dir, base_model, tmp_path):
+    # Same batches, noise and optimiser state: the accelerate checkpoint restores everything that drives step 3.
+    resumed = tmp_path / "resumed"
+    shutil.copytree(adapter_dir, resumed)
+    train_lora.main(train_lora.parse_args(train_args(base_model, resumed, max_steps=3)))
+    straight = tmp_path / "straight"
+    train_lora.main(train_lora.parse_args(train_args(base_model, straight, max_steps=3)))
+    a, b = lora_up_weights(resumed), lora_up_weights(straight)
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_gradient_accumulation_counts_optimisation_steps(base_model, tmp_path):
+    out = tmp_path / "accumulated"
+    train_lora.main(train_lora.parse_args(train_args(base_model, out, max_steps=2)
+                                          + ["--gradient-accumulation-steps", "2", "--batch-size", "1"]))
+    assert train_lora.checkpoint_step(out) == 2
+    training = json.loads((out / "training.json").read_text())
+    assert training["effective_batch"] == 2 and training["processes"] == 1
+
+
+def test_loaded_adapter_matches_the_checkpoint(lora_generator, adapter_dir, base_model):
+    fresh = UNet2DConditionModel.from_pretrained(base_model, subfolder="unet")
+    fresh.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=train_lora.LORA_TARGET_MODULES))
+    train_lora.load_adapter_into(fresh, adapter_dir / train_lora.CHECKPOINT_DIR)
+    trained = get_peft_model_state_dict(fresh)
     unet = lora_generator.pipe.unet
     loaded = get_peft_model_state_dict(unet, adapter_name=unet.active_adapters()[0])
     assert trained.keys() == loaded.keys()
     assert all(torch.equal(trained[k], loaded[k]) for k in trained)
+
+
+def test_guided_generation_through_img2img(lora_generator):
+    examples = np.full((2, 28, 28, 3), (200, 120, 180), dtype=np.uint8)
+    a = lora_generator.generate_guided(examples, 4, 3, strength=0.5, seed=5, steps=4)
+    b = lora_generator.generate_guided(examples, 4, 3, strength=0.5, seed=5, steps=4)
+    assert a.shape == (3, 28, 28, 3) and a.dtype == np.uint8
+    np.testing.assert_array_equal(a, b)
+    low = lora_generator.generate_guided(examples, 4, 3, strength=0.25, seed=5, steps=4).astype(float)
+    high = lora_generator.generate_guided(examples, 4, 3, strength=1.0, seed=5, steps=4).astype(float)
+    assert np.abs(low - examples[0]).mean() < np.abs(high - examples[0]).mean()
+    with pytest.raises(ValueError, match="strength"):
+        lora_generator.generate_guided(examples, 4, 3, strength=0.0)
 
 
 def test_generate_shape_and_seed_determinism(lora_generator):
@@ -151,7 +191,8 @@ def adapter_copy_with(adapter_dir: Path, folder: Path, **sampling_defaults) -> P
     """A copy of the trained adapter folder whose generator_config.json sets the given sampling defaults."""
     shutil.copytree(adapter_dir, folder)
     config = json.loads((folder / "generator_config.json").read_text())
-    config["sampling_defaults"].update(sampling_defaults)
+    for profile in config["sampling_profiles"].values() if "sampling_profiles" in config else [config["sampling_defaults"]]:
+        profile.update(sampling_defaults)
     (folder / "generator_config.json").write_text(json.dumps(config))
     return folder
 

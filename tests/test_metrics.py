@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from pathgen.metrics import frechet_distance, texture_energy
+from pathgen.metrics import frechet_distance, precision_recall_density_coverage, texture_energy
 
 
 def test_frechet_distance_of_known_gaussians():
@@ -22,3 +22,36 @@ def test_texture_energy_of_flat_striped_and_checkered_tiles():
     checkers = flat.copy()
     checkers[:, ::2, ::2] = checkers[:, 1::2, 1::2] = 100  # a step of 100 both ways
     np.testing.assert_allclose(texture_energy(np.concatenate([flat, stripes, checkers])), [0, 100, 200])
+
+
+def test_prdc_of_identical_sets_is_perfect():
+    real = np.random.default_rng(0).normal(size=(200, 16))
+    figures = precision_recall_density_coverage(real, real.copy(), k=5)
+    assert figures["precision"] == figures["recall"] == figures["coverage"] == 1
+    assert figures["density"] == pytest.approx(1, abs=0.05) and figures["k"] == 5
+
+
+def test_prdc_sees_a_collapsed_set_as_faithful_but_narrow():
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(300, 16))
+    # Every generated point sits near one of three real points: precise, yet it covers almost nothing.
+    collapsed = real[:3].repeat(100, axis=0) + rng.normal(scale=0.01, size=(300, 16))
+    figures = precision_recall_density_coverage(real, collapsed, k=5)
+    assert figures["precision"] == 1
+    # Each of the three spots lies in its own real point's k-NN ball and in those of a few neighbours.
+    assert figures["coverage"] < 0.15 and figures["recall"] < 0.05
+    # A second draw from the same distribution covers most of it (k-NN balls of 300 points in 16-d).
+    second = precision_recall_density_coverage(real, rng.normal(size=(300, 16)), k=5)
+    assert second["coverage"] > 0.8 and second["recall"] > 0.8
+    # Shifted far away: neither faithful nor covering.
+    shifted = precision_recall_density_coverage(real, rng.normal(size=(300, 16)) + 10, k=5)
+    assert shifted["precision"] == shifted["coverage"] == shifted["recall"] == 0
+
+
+def test_prdc_shrinks_k_for_small_sets_and_refuses_bad_input():
+    rng = np.random.default_rng(0)
+    assert precision_recall_density_coverage(rng.normal(size=(4, 3)), rng.normal(size=(6, 3)), k=5)["k"] == 2
+    with pytest.raises(ValueError, match="at least 3"):
+        precision_recall_density_coverage(rng.normal(size=(2, 3)), rng.normal(size=(6, 3)))
+    with pytest.raises(ValueError, match=r"\[N, D\]"):
+        precision_recall_density_coverage(rng.normal(size=(6, 3)), rng.normal(size=(6, 4)))

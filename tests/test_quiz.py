@@ -6,10 +6,12 @@ from pathgen.data import CLASS_NAMES, NUM_CLASSES, TISSUE_CLASSES
 from pathgen.quiz import (
     MAX_QUESTIONS,
     QuizState,
+    RealTiles,
     answer,
     new_quiz,
     review_mistakes,
     summary,
+    transfer_verdict,
 )
 
 PER_CLASS = 12
@@ -74,7 +76,7 @@ def test_bad_requests_give_clear_errors(bank):
         new_quiz(bank, 3, "impossible")
     with pytest.raises(ValueError, match="Unknown tissue class"):
         new_quiz(bank, 3, focus_classes=["bone"])
-    with pytest.raises(ValueError, match=f"Only {PER_CLASS} images"):
+    with pytest.raises(ValueError, match=f"Only {PER_CLASS} synthetic images"):
         new_quiz(bank, PER_CLASS + 1, focus_classes=["mucus"])
     partial = make_bank(classes=range(3))
     with pytest.raises(ValueError, match="no images of Mucus"):
@@ -130,3 +132,61 @@ def test_review_mistakes_builds_a_round_of_the_wrong_slides(bank):
     perfect = play(review, lambda s: s.labels[s.position])
     with pytest.raises(ValueError, match="No mistakes"):
         review_mistakes(perfect)
+
+
+def make_real(per_class: int = 6) -> RealTiles:
+    bank = make_bank(per_class)
+    return RealTiles(labels=bank.labels, probabilities=bank.probabilities)
+
+
+@pytest.mark.parametrize(("share", "expected"), [(0.0, 0), (0.5, 5), (1.0, 10), (0.25, 2)])
+def test_the_share_of_real_tiles_is_kept(bank, share, expected):
+    state = new_quiz(bank, 10, real=make_real(), real_share=share, seed=3)
+    assert state.sources.count("real") == expected and state.sources.count("synthetic") == 10 - expected
+    real = make_real()
+    for source, index, label in zip(state.sources, state.questions, state.labels, strict=True):
+        assert label == (real.labels[index] if source == "real" else bank.labels[index])
+
+
+def test_real_tiles_need_a_real_set_and_a_valid_share(bank):
+    with pytest.raises(ValueError, match="no real tiles"):
+        new_quiz(bank, 4, real_share=0.5)
+    for share in (-0.1, 1.5, True, "half"):
+        with pytest.raises(ValueError, match="share of real tiles"):
+            new_quiz(bank, 4, real=make_real(), real_share=share)
+    with pytest.raises(ValueError, match="Only 2 real images"):
+        new_quiz(bank, 4, focus_classes=["mucus"], real=make_real(2), real_share=1.0)
+
+
+def test_summary_splits_real_and_synthetic_and_says_whether_real_is_as_good(bank):
+    state = new_quiz(bank, 20, real=make_real(), real_share=0.5, seed=1)
+    # Right on every synthetic slide, wrong on every real one.
+    for _ in range(20):
+        truth = state.labels[state.position]
+        state = answer(state, truth if state.current_source == "synthetic" else (truth + 1) % NUM_CLASSES).state
+    result = summary(state)
+    assert result.by_source == {"synthetic": (10, 10), "real": (0, 10)}
+    assert sum(t[1] for tallies in result.per_class_by_source.values() for t in tallies.values()) == 20
+    assert "worse on real tissue" in transfer_verdict(result)
+    review = review_mistakes(state)
+    assert set(review.sources) == {"real"} and review.total == 10
+
+    state = new_quiz(bank, 10, real=make_real(), real_share=0.5, seed=2)
+    state = play(state, lambda s: s.labels[s.position])
+    assert "as well on real tissue" in transfer_verdict(summary(state))
+    assert "only one kind of tile" in transfer_verdict(summary(play(new_quiz(bank, 3), lambda s: 0)))
+    few = play(new_quiz(bank, 4, real=make_real(), real_share=0.5, seed=2), lambda s: 0)
+    assert "Too few answers" in transfer_verdict(summary(few))
+
+
+def test_practice_rounds_ask_the_scheduled_classes_in_order(bank):
+    from pathgen.quiz import practice_quiz
+
+    classes = [5, 7, 5, 7, 4]
+    state = practice_quiz(bank, classes, real=make_real(), real_share=0.5, seed=0)
+    assert list(state.labels) == classes and state.kind == "practice"
+    assert len(set(zip(state.sources, state.questions, strict=True))) == len(classes)  # no slide twice
+    with pytest.raises(ValueError, match="Not enough tiles"):
+        practice_quiz(make_bank(per_class=1), [5, 5], seed=0)
+    with pytest.raises(ValueError, match="from 1 to"):
+        practice_quiz(bank, [])

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from pathgen.classifier import TissueClassifier
-from pathgen.generator import PixelDiffusionGenerator, UNetShape, build_noise_scheduler, build_unet, load_generator
+from pathgen.generation import load_generator
+from pathgen.generator import PixelDiffusionGenerator, UNetShape, build_noise_scheduler, build_unet
 from training import tune_sampling
 
 

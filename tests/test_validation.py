@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from pathgen.classifier import TissueClassifier
-from pathgen.generator import MAX_IMAGES_PER_CALL, PixelDiffusionGenerator, UNetShape, build_noise_scheduler, build_unet
+from pathgen.generation import MAX_IMAGES_PER_CALL
+from pathgen.generator import PixelDiffusionGenerator, UNetShape, build_noise_scheduler, build_unet
 from pathgen.memorisation import NearCopyReference
 from pathgen.validation import generate_validated, regenerate, unpack_image_seed
 

@@ -23,7 +23,7 @@ import torch
 from pathgen.bank import ImageBank
 from pathgen.classifier import TissueClassifier
 from pathgen.data import TISSUE_CLASSES, add_data_arguments
-from pathgen.generator import load_generator
+from pathgen.generation import PROFILES, load_generator
 from pathgen.memorisation import DEFAULT_PERCENTILE, NearCopyReference
 from pathgen.validation import DEFAULT_THRESHOLD, derive_seed, generate_validated
 from training.provenance import command_line, describe_model
@@ -34,12 +34,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--generator", default="assets/generator", help="Generator folder (load_generator).")
     parser.add_argument("--classifier", default="assets/classifier", help="Classifier folder (from_pretrained).")
     parser.add_argument("--output-dir", default="assets/bank", help="Where bank.npz and bank.json go.")
-    parser.add_argument("--per-class", type=int, default=64, help="Validated images per class.")
+    parser.add_argument("--per-class", type=int, default=128, help="Validated images per class.")
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
                         help="Minimum calibrated probability of the requested class.")
     parser.add_argument("--max-attempts", type=int, default=10, help="Regeneration rounds per class before giving up.")
-    parser.add_argument("--steps", type=int, default=None, help="Sampling steps (default: the generator's).")
-    parser.add_argument("--guidance", type=float, default=None, help="Guidance scale (default: the generator's).")
+    parser.add_argument("--profile", choices=PROFILES, default="bank",
+                        help="Sampling profile of generator_config.json whose settings apply (live: fast, for the "
+                             "app; bank: quality first).")
+    parser.add_argument("--steps", type=int, default=None, help="Sampling steps (default: the profile's).")
+    parser.add_argument("--guidance", type=float, default=None, help="Guidance scale (default: the profile's).")
     parser.add_argument("--batch-size", type=int, default=None, help="Images per generate call (default: pathgen's).")
     parser.add_argument("--seed", type=int, default=0, help="Run seed; each class derives its own from it.")
     parser.add_argument("--exclude-near-copies", action=argparse.BooleanOptionalAction, default=False,
@@ -63,8 +66,9 @@ def main(args: argparse.Namespace) -> ImageBank:
     if hasattr(generator, "bf16"):
         generator.bf16 = args.bf16
     classifier = TissueClassifier.from_pretrained(args.classifier)
-    steps = generator.defaults.steps if args.steps is None else args.steps
-    guidance = generator.defaults.guidance if args.guidance is None else args.guidance
+    settings = generator.profiles.get(args.profile)
+    steps = settings.steps if args.steps is None else args.steps
+    guidance = settings.guidance if args.guidance is None else args.guidance
     reference = (NearCopyReference.load(args.data_dir, args.near_copy_percentile, args.download)
                  if args.exclude_near_copies else None)
     batches, acceptance = [], {}
@@ -72,7 +76,7 @@ def main(args: argparse.Namespace) -> ImageBank:
         started = time.time()
         batch = generate_validated(generator, classifier, tissue.index, args.per_class, threshold=args.threshold,
                                    max_attempts=args.max_attempts, seed=derive_seed(args.seed, tissue.index),
-                                   batch_size=args.batch_size, steps=steps, guidance=guidance,
+                                   batch_size=args.batch_size, steps=steps, guidance=guidance, profile=args.profile,
                                    exclude=reference.near_copies if reference else None)
         print(f"{tissue.key}: {batch.accepted}/{batch.requested} accepted from {batch.generated} generated "
               f"({batch.acceptance_rate:.0%}, {batch.excluded} near-copies discarded) in "
@@ -90,12 +94,13 @@ def main(args: argparse.Namespace) -> ImageBank:
         "generator": describe_model(args.generator),
         "classifier": describe_model(args.classifier),
         "threshold": args.threshold, "max_attempts": args.max_attempts, "steps": steps, "guidance": guidance,
-        "guidance_interval": list(generator.defaults.guidance_interval), "solver": generator.defaults.solver,
+        "profile": args.profile, "guidance_interval": list(settings.guidance_interval), "solver": settings.solver,
+        "noise_spacing": settings.noise_spacing,
         "bf16": getattr(generator, "bf16", None),
         "near_copy_exclusion": reference.summary() if reference else None,
         "seed": args.seed, "per_class": args.per_class, "acceptance": acceptance,
-        "image_seeds": "pathgen.validation.regenerate(generator, label, seed, steps=steps, guidance=guidance) "
-                       "recreates an image from its seed (with the generator's guidance_interval and solver)",
+        "image_seeds": "pathgen.validation.regenerate(generator, label, seed, steps=steps, guidance=guidance, "
+                       "profile=profile) recreates an image from its seed",
         "reproduce": command_line("training.build_bank", args),
     }
     bank = ImageBank(images=np.concatenate([b.images for b in batches]),

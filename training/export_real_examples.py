@@ -2,7 +2,8 @@
 
     python -m training.export_real_examples --data-dir ../shared/data
 
-Takes the first `--per-class` validation images of each class (NCT-CRC-HE-100K, CC BY 4.0).
+Takes the first `--per-class` validation images of each class (NCT-CRC-HE-100K, CC BY 4.0): Explore shows a few,
+the quizzes and the real-or-synthetic round draw from all of them.
 """
 
 from __future__ import annotations
@@ -12,20 +13,21 @@ from pathlib import Path
 
 import numpy as np
 
-from pathgen.data import DATA_CITATION, load_split
+from pathgen.data import DATA_CITATION, add_data_arguments, load_split
 from training.make_fixture import first_per_class
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", default=None, help="Folder with pathmnist.npz.")
+    add_data_arguments(parser)
     parser.add_argument("--output", default="assets/real_examples.npz", help="Output .npz (images, labels, indices).")
-    parser.add_argument("--per-class", type=int, default=8, help="Real images per class.")
+    parser.add_argument("--per-class", type=int, default=64,
+                        help="Real images per class (the quizzes draw their real tiles from these).")
     return parser.parse_args(argv)
 
 
 def main(args: argparse.Namespace) -> None:
-    images, labels = load_split("val", args.data_dir)
+    images, labels = load_split("val", args.data_dir, download=args.download)
     keep = first_per_class(labels, args.per_class)
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)

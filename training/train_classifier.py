@@ -17,11 +17,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pathgen.augment import colour_jitter, random_dihedral, stain_jitter
 from pathgen.classifier import ClassifierConfig, TissueClassifier
 from pathgen.cpu import has_fast_bf16
 from pathgen.data import add_data_arguments, load_split
 from pathgen.metrics import expected_calibration_error, fit_temperature
+from training.classifier_recipe import augment
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -55,14 +55,6 @@ def load_data(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, np.
     val_images, val_labels = val_images[: args.val_limit], val_labels[: args.val_limit]
     train_x = torch.from_numpy(train_images).permute(0, 3, 1, 2).contiguous()
     return train_x, torch.from_numpy(train_labels), val_images, val_labels
-
-
-def augment(batch: torch.Tensor, stain_strength: float, generator: torch.Generator) -> torch.Tensor:
-    images = random_dihedral(batch.float() / 255.0, generator)
-    if stain_strength > 0:
-        images = stain_jitter(images, stain_strength, generator)
-        images = colour_jitter(images, generator=generator)
-    return images.contiguous(memory_format=torch.channels_last)
 
 
 def train_one_epoch(model, optimizer, scheduler, train_x, train_y, args, epoch, generator) -> float:

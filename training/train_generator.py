@@ -2,10 +2,18 @@
 
     python -m training.train_generator --data-dir ../shared/data --output-dir assets/generator
 
-v-prediction with min-SNR-5 loss weighting (Hang et al., 2023) converges several times faster
-than plain epsilon-prediction, which matters on a 2-core CPU. Every `--save-every` steps the
-EMA weights are exported with `save_pretrained`, a sample grid is written, and a resumable
-checkpoint (model, EMA, optimiser, step, RNG, args) replaces the previous one.
+v-prediction on a cosine schedule. Two recipes for where the training effort goes:
+`--noise-sampling uniform --loss-weighting min-snr` (uniform timesteps, min-SNR-5 weights; Hang et
+al., 2023) and `--noise-sampling lognormal --loss-weighting edm` (noise levels drawn log-normally
+and weighted as in EDM, Karras et al., 2022, which puts the effort on the middle and low noise
+levels where tissue texture is decided).
+
+Training runs in segments: `--segment-minutes` stops a run cleanly, the next call with the same
+`--checkpoint-dir` resumes it (model, every EMA, optimiser, RNG, step), and each segment is
+appended to training.json beside the exported weights. Every `--save-every` steps each EMA is
+exported with `save_pretrained`, a sample grid is written, and the held-out val denoising loss of
+each EMA is logged (a fixed set of val tiles, noise levels and noise), so runs and recipes can be
+compared at equal CPU time.
 """
 
 from __future__ import annotations
@@ -26,21 +34,43 @@ from tqdm import tqdm
 from pathgen.augment import random_dihedral
 from pathgen.cpu import has_fast_bf16
 from pathgen.data import NUM_CLASSES, add_data_arguments, load_split
-from pathgen.generator import PixelDiffusionGenerator, SamplingDefaults, UNetShape, build_noise_scheduler, build_unet
+from pathgen.generation import SamplingProfiles, read_generator_config
+from pathgen.generator import PixelDiffusionGenerator, UNetShape, build_noise_scheduler, build_unet
+from training.provenance import command_line
+
+DEFAULT_CHECKPOINT_DIR = Path("~/.cache/pathgen/runs/generator").expanduser()
+HELD_OUT_TILES = 256
+HELD_OUT_LEVELS = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)  # noise-to-signal ratios sigma
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_arguments(parser)
     parser.add_argument("--output-dir", default="assets/generator", help="Where save_pretrained writes the EMA model.")
-    parser.add_argument("--checkpoint-dir", default="runs/generator", help="Where the resumable checkpoint, log and sample grids go.")
+    parser.add_argument("--checkpoint-dir", default=str(DEFAULT_CHECKPOINT_DIR),
+                        help="Where the resumable checkpoint, log, EMA exports and sample grids go; outside the "
+                             "work tree by default, so a fresh clone does not wipe a long run.")
+    parser.add_argument("--segment-minutes", type=float, default=None,
+                        help="Stop (with a checkpoint) after this many minutes; rerun the same command to continue.")
     parser.add_argument("--max-steps", type=int, default=12000, help="Total optimisation steps.")
     parser.add_argument("--batch-size", type=int, default=64, help="Training batch size.")
     parser.add_argument("--lr", type=float, default=5e-4, help="AdamW learning rate after warm-up.")
     parser.add_argument("--warmup-steps", type=int, default=300, help="Linear learning-rate warm-up steps.")
     parser.add_argument("--lr-schedule", choices=["constant", "cosine"], default="cosine",
                         help="After warm-up: hold the learning rate, or anneal it to zero at --max-steps.")
-    parser.add_argument("--ema-decay", type=float, default=0.999, help="Final EMA decay (warmed up from 0).")
+    parser.add_argument("--ema-decays", type=float, nargs="+", default=[0.999],
+                        help="Final EMA decays (warmed up from 0), one EMA snapshot each; the first is exported to "
+                             "--output-dir, every one to CHECKPOINT_DIR/ema-DECAY so the averaging length can be "
+                             "chosen afterwards on a held-out metric.")
+    parser.add_argument("--noise-sampling", choices=["uniform", "lognormal"], default="uniform",
+                        help="Timesteps drawn uniformly, or noise levels sigma drawn log-normally (EDM) and mapped "
+                             "to the nearest timestep.")
+    parser.add_argument("--p-mean", type=float, default=-1.2, help="Mean of log(sigma) for --noise-sampling lognormal.")
+    parser.add_argument("--p-std", type=float, default=1.2, help="Std of log(sigma) for --noise-sampling lognormal.")
+    parser.add_argument("--loss-weighting", choices=["min-snr", "edm"], default="min-snr",
+                        help="min-snr: --min-snr-gamma's weights; edm: EDM's lambda(sigma) with --sigma-data, "
+                             "expressed on the v error.")
+    parser.add_argument("--sigma-data", type=float, default=0.5, help="Data standard deviation for the EDM weighting.")
     parser.add_argument("--min-snr-gamma", type=float, default=5.0,
                         help="Min-SNR loss weighting gamma; 0: no cap, i.e. epsilon-prediction's weighting snr/(snr+1), "
                              "which weights the low-noise steps that draw fine texture up to 5000 times more.")
@@ -89,25 +119,86 @@ def learning_rate_factor(step: int, args: argparse.Namespace) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def loss_weights(scheduler, timesteps: torch.Tensor, min_snr_gamma: float) -> torch.Tensor:
-    """Per-sample weights of the v-prediction MSE: min-SNR (Hang et al., 2023), or with gamma 0 snr/(snr+1),
-    which makes the weighted v error equal the epsilon error, since eps - eps_hat = sqrt(alpha_bar) (v - v_hat)."""
+def noise_levels(scheduler) -> torch.Tensor:
+    """sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t) for every training timestep (increasing in t)."""
+    alpha_bar = scheduler.alphas_cumprod
+    return ((1 - alpha_bar) / alpha_bar).sqrt()
+
+
+def nearest_timesteps(scheduler, sigmas: torch.Tensor) -> torch.Tensor:
+    log_levels = noise_levels(scheduler).log()
+    upper = torch.bucketize(sigmas.log(), log_levels).clamp(1, len(log_levels) - 1)
+    closer_below = (sigmas.log() - log_levels[upper - 1]).abs() < (log_levels[upper] - sigmas.log()).abs()
+    return torch.where(closer_below, upper - 1, upper)
+
+
+def sample_timesteps(scheduler, n: int, args, generator: torch.Generator) -> torch.Tensor:
+    if args.noise_sampling == "uniform":
+        return torch.randint(0, scheduler.config.num_train_timesteps, (n,), generator=generator)
+    sigmas = (args.p_mean + args.p_std * torch.randn(n, generator=generator)).exp()
+    return nearest_timesteps(scheduler, sigmas)
+
+
+def loss_weights(scheduler, timesteps: torch.Tensor, min_snr_gamma: float, weighting: str = "min-snr",
+                 sigma_data: float = 0.5) -> torch.Tensor:
+    """Per-sample weights of the v-prediction MSE.
+
+    min-snr: min(snr, gamma) / (snr + 1) (Hang et al., 2023); gamma 0 gives snr/(snr+1), which makes the weighted
+    v error equal the epsilon error, since eps - eps_hat = sqrt(alpha_bar) (v - v_hat).
+    edm: EDM's lambda(sigma) = (sigma^2 + sd^2) / (sigma sd)^2 on the x0 error; as x0 - x0_hat =
+    sqrt(1 - alpha_bar) (v - v_hat) = sigma / sqrt(1 + sigma^2) (v - v_hat), that is
+    (sigma^2 + sd^2) / (sd^2 (1 + sigma^2)) on the v error.
+    """
     alpha_bar = scheduler.alphas_cumprod[timesteps]
     snr = alpha_bar / (1 - alpha_bar)
+    if weighting == "edm":
+        sigma_squared = 1 / snr
+        return (sigma_squared + sigma_data**2) / (sigma_data**2 * (1 + sigma_squared))
     capped = snr.clamp(max=min_snr_gamma) if min_snr_gamma > 0 else snr
     return capped / (snr + 1)
 
 
 def diffusion_loss(unet, scheduler, clean: torch.Tensor, labels: torch.Tensor, args, generator) -> torch.Tensor:
     noise = torch.randn(clean.shape, generator=generator)
-    timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (len(clean),), generator=generator)
+    timesteps = sample_timesteps(scheduler, len(clean), args, generator)
     noisy = scheduler.add_noise(clean, noise, timesteps)
     target = scheduler.get_velocity(clean, noise, timesteps)
-    weight = loss_weights(scheduler, timesteps, args.min_snr_gamma)
+    weight = loss_weights(scheduler, timesteps, args.min_snr_gamma, args.loss_weighting, args.sigma_data)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
         prediction = unet(noisy, timesteps, class_labels=labels).sample
     per_sample = (prediction.float() - target).pow(2).mean(dim=(1, 2, 3))
     return (weight * per_sample).mean()
+
+
+@torch.no_grad()
+def held_out_loss(unet, scheduler, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 256) -> dict:
+    """Mean squared error of the class-conditional x0 estimate on fixed val tiles, noise and levels.
+
+    The same tiles, noise and levels for every model and recipe (no weighting), so the figure compares
+    training runs; `per_level` keys are the noise-to-signal ratios sigma."""
+    generator = torch.Generator().manual_seed(1234)
+    clean = images.float() / 127.5 - 1
+    per_level = {}
+    for sigma in HELD_OUT_LEVELS:
+        timestep = nearest_timesteps(scheduler, torch.tensor([sigma]))
+        noise = torch.randn(clean.shape, generator=generator)
+        errors = []
+        for start in range(0, len(clean), batch_size):
+            x0, eps, y = clean[start:start + batch_size], noise[start:start + batch_size], labels[start:start + batch_size]
+            t = timestep.expand(len(x0))
+            noisy = scheduler.add_noise(x0, eps, t)
+            v = unet(noisy, t, class_labels=y).sample.float()
+            alpha_bar = scheduler.alphas_cumprod[t].view(-1, 1, 1, 1)
+            estimate = alpha_bar.sqrt() * noisy - (1 - alpha_bar).sqrt() * v
+            errors.append((estimate - x0).pow(2).mean(dim=(1, 2, 3)))
+        per_level[str(sigma)] = float(torch.cat(errors).mean())
+    return {"mean": float(np.mean(list(per_level.values()))), "per_level": per_level}
+
+
+def held_out_tiles(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
+    images, labels = load_split("val", args.data_dir, args.download)
+    order = np.random.default_rng(0).permutation(len(images))[:HELD_OUT_TILES]
+    return torch.from_numpy(images[order]).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels[order])
 
 
 @torch.no_grad()
@@ -122,67 +213,130 @@ def save_sample_grid(generator: PixelDiffusionGenerator, path: Path, per_class: 
     Image.fromarray(np.concatenate(rows, axis=0)).resize((per_class * 84, NUM_CLASSES * 84), Image.NEAREST).save(path)
 
 
+class TrainingState:
+    """Everything a segment needs to continue where the previous one stopped."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.unet = build_model(args)
+        self.emas = [copy.deepcopy(self.unet).eval().requires_grad_(False) for _ in args.ema_decays]
+        self.optimizer = torch.optim.AdamW(self.unet.parameters(), lr=args.lr, weight_decay=0.0)
+        self.lr_schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: learning_rate_factor(s, args))
+        self.generator = torch.Generator().manual_seed(args.seed)
+        self.step, self.elapsed_s, self.segments = 0, 0.0, []
+
+    def save(self, path: Path) -> None:
+        temporary = path.with_suffix(".tmp")
+        torch.save({"model": self.unet.state_dict(), "emas": [ema.state_dict() for ema in self.emas],
+                    "optimizer": self.optimizer.state_dict(), "lr_schedule": self.lr_schedule.state_dict(),
+                    "generator": self.generator.get_state(), "step": self.step, "elapsed_s": self.elapsed_s,
+                    "segments": self.segments}, temporary)
+        temporary.replace(path)  # a segment killed mid-write keeps the previous checkpoint
+
+    def load(self, path: Path) -> None:
+        checkpoint = torch.load(path, weights_only=False)
+        self.unet.load_state_dict(checkpoint["model"])
+        saved_emas = checkpoint.get("emas") or [checkpoint["ema"]]
+        if len(saved_emas) != len(self.emas):
+            raise ValueError(f"{path} holds {len(saved_emas)} EMA snapshots but --ema-decays names {len(self.emas)}; "
+                             "resume with the decays the run started with.")
+        for ema, state in zip(self.emas, saved_emas, strict=True):
+            ema.load_state_dict(state)
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.lr_schedule.load_state_dict(checkpoint["lr_schedule"])
+        self.generator.set_state(checkpoint["generator"])
+        self.step, self.elapsed_s = checkpoint["step"], checkpoint["elapsed_s"]
+        self.segments = checkpoint.get("segments", [])
+
+
+def train_step(state: TrainingState, train_x: torch.Tensor, train_y: torch.Tensor, scheduler, args) -> float:
+    index = torch.randint(0, len(train_x), (args.batch_size,), generator=state.generator)
+    clean = random_dihedral(train_x[index].float() / 127.5 - 1, state.generator)
+    labels = train_y[index].clone()
+    labels[torch.rand(len(labels), generator=state.generator) < args.label_dropout] = NUM_CLASSES
+    loss = diffusion_loss(state.unet, scheduler, clean, labels, args, state.generator)
+    state.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(state.unet.parameters(), 1.0)
+    state.optimizer.step()
+    state.lr_schedule.step()
+    state.step += 1
+    for ema, decay in zip(state.emas, args.ema_decays, strict=True):
+        update_ema(ema, state.unet, state.step, decay)
+    return loss.item()
+
+
+def export_snapshots(state: TrainingState, scheduler, held_out, args, checkpoint_dir: Path) -> dict:
+    """Exports every EMA (the first also to --output-dir) and returns their held-out losses."""
+    losses = {}
+    # A fine-tuned model keeps the sampling profiles of the folder it started from.
+    profiles = SamplingProfiles.from_config(read_generator_config(args.init_from)) if args.init_from else None
+    for index, (ema, decay) in enumerate(zip(state.emas, args.ema_decays, strict=True)):
+        exported = PixelDiffusionGenerator(ema, dict(scheduler.config), profiles)
+        exported.save_pretrained(checkpoint_dir / f"ema-{decay}")
+        if index == 0:
+            exported.save_pretrained(args.output_dir)
+            save_sample_grid(exported, checkpoint_dir / f"samples_{state.step:06d}.png")
+        losses[str(decay)] = held_out_loss(ema, scheduler, *held_out)["mean"]
+    return losses
+
+
+def write_training_record(state: TrainingState, args: argparse.Namespace, running_loss: float | None) -> None:
+    record = {"steps": state.step, "images_seen": state.step * args.batch_size,
+              "train_wall_time_min": state.elapsed_s / 60, "threads": torch.get_num_threads(),
+              "final_loss_ema": running_loss, "exported_ema_decay": args.ema_decays[0],
+              "segments": state.segments, "args": vars(args)}
+    Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+    Path(args.output_dir, "training.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
 def main(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    checkpoint_dir = Path(args.checkpoint_dir)
+    checkpoint_dir = Path(args.checkpoint_dir).expanduser()
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     train_x, train_y = load_data(args)
-    unet = build_model(args)
-    ema = copy.deepcopy(unet).eval().requires_grad_(False)
+    held_out = held_out_tiles(args)
     scheduler = build_noise_scheduler()
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=args.lr, weight_decay=0.0)
-    lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: learning_rate_factor(s, args))
-    generator = torch.Generator().manual_seed(args.seed)
-    step, elapsed = 0, 0.0
+    state = TrainingState(args)
     checkpoint_file = checkpoint_dir / "checkpoint.pt"
     if args.resume and checkpoint_file.is_file():
-        checkpoint = torch.load(checkpoint_file, weights_only=False)
-        unet.load_state_dict(checkpoint["model"])
-        ema.load_state_dict(checkpoint["ema"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        lr_schedule.load_state_dict(checkpoint["lr_schedule"])
-        generator.set_state(checkpoint["generator"])
-        step, elapsed = checkpoint["step"], checkpoint["elapsed_s"]
-        print(f"resumed at step {step}", flush=True)
-    print(f"UNet parameters: {sum(p.numel() for p in unet.parameters()) / 1e6:.2f}M, train images {len(train_x)}", flush=True)
+        state.load(checkpoint_file)
+        print(f"resumed at step {state.step}", flush=True)
+    print(f"UNet parameters: {sum(p.numel() for p in state.unet.parameters()) / 1e6:.2f}M, "
+          f"train images {len(train_x)}", flush=True)
 
-    started = time.time() - elapsed
+    segment = {"command": command_line("training.train_generator", args),
+               "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "step_start": state.step}
+    segment_started = time.time()
+    deadline = math.inf if args.segment_minutes is None else segment_started + 60 * args.segment_minutes
     log = (checkpoint_dir / "log.jsonl").open("a")
-    progress = tqdm(total=args.max_steps, initial=step, desc="generator", mininterval=30)
+    progress = tqdm(total=args.max_steps, initial=state.step, desc="generator", mininterval=30)
     running = None
-    unet.train()
-    while step < args.max_steps:
-        index = torch.randint(0, len(train_x), (args.batch_size,), generator=generator)
-        clean = random_dihedral(train_x[index].float() / 127.5 - 1, generator)
-        labels = train_y[index].clone()
-        labels[torch.rand(len(labels), generator=generator) < args.label_dropout] = NUM_CLASSES
-        loss = diffusion_loss(unet, scheduler, clean, labels, args, generator)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        optimizer.step()
-        lr_schedule.step()
-        step += 1
-        update_ema(ema, unet, step, args.ema_decay)
-        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+    state.unet.train()
+    while state.step < args.max_steps:
+        step_started = time.time()
+        loss = train_step(state, train_x, train_y, scheduler, args)
+        state.elapsed_s += time.time() - step_started
+        running = loss if running is None else 0.98 * running + 0.02 * loss
         progress.update(1)
         progress.set_postfix(loss=f"{running:.4f}", refresh=False)
-        if step % args.save_every == 0 or step == args.max_steps:
-            exported = PixelDiffusionGenerator(ema, dict(scheduler.config), SamplingDefaults())
-            exported.save_pretrained(args.output_dir)
-            save_sample_grid(exported, checkpoint_dir / f"samples_{step:06d}.png")
-            torch.save({"model": unet.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
-                        "lr_schedule": lr_schedule.state_dict(), "generator": generator.get_state(), "step": step,
-                        "elapsed_s": time.time() - started, "args": vars(args)}, checkpoint_file)
-            record = {"step": step, "loss_ema": running, "elapsed_min": (time.time() - started) / 60}
+        out_of_time = time.time() >= deadline
+        if state.step % args.save_every == 0 or state.step == args.max_steps or out_of_time:
+            losses = export_snapshots(state, scheduler, held_out, args, checkpoint_dir)
+            segment.update(step_end=state.step, images_seen=(state.step - segment["step_start"]) * args.batch_size,
+                           wall_min=round((time.time() - segment_started) / 60, 2))
+            state.segments = [s for s in state.segments if s.get("started") != segment["started"]] + [dict(segment)]
+            state.save(checkpoint_file)
+            record = {"step": state.step, "loss_ema": running, "train_min": state.elapsed_s / 60,
+                      "held_out_x0_mse": losses}
             log.write(json.dumps(record) + "\n")
             log.flush()
             print(json.dumps(record), flush=True)
-    Path(args.output_dir, "training.json").write_text(json.dumps(
-        {"steps": step, "train_wall_time_min": (time.time() - started) / 60, "threads": torch.get_num_threads(),
-         "final_loss_ema": running, "args": vars(args)}, indent=2) + "\n")
+            write_training_record(state, args, running)
+        if out_of_time:
+            print(f"segment time is up at step {state.step}; rerun the same command to continue", flush=True)
+            break
 
 
 if __name__ == "__main__":

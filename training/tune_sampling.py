@@ -33,16 +33,17 @@ import torch
 
 from pathgen.classifier import TissueClassifier
 from pathgen.data import CLASS_NAMES, NUM_CLASSES, add_data_arguments
-from pathgen.generator import (
+from pathgen.generation import (
     EVERY_STEP,
     GENERATOR_CONFIG_NAME,
     MAX_IMAGES_PER_CALL,
+    PROFILES,
     SOLVERS,
-    PixelDiffusionGenerator,
     SamplingDefaults,
     load_generator,
     write_sampling_defaults,
 )
+from pathgen.generator import PixelDiffusionGenerator
 from pathgen.memorisation import DEFAULT_PERCENTILE, NearCopyReference
 from pathgen.metrics import classification_report
 from pathgen.validation import generate_unfiltered
@@ -75,6 +76,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--generator", default="assets/generator", help="Generator folder (load_generator).")
     parser.add_argument("--classifier", default="assets/classifier", help="Classifier folder (from_pretrained).")
+    parser.add_argument("--profile", choices=PROFILES, default="live",
+                        help="The sampling profile whose other settings (noise spacing) are kept and which "
+                             "--write-defaults replaces.")
     parser.add_argument("--steps", type=int, nargs="+", default=[8, 10, 12], help="Step counts to try.")
     parser.add_argument("--guidance", type=float, nargs="+", default=[2.0, 3.0, 4.0], help="Guidance scales to try.")
     parser.add_argument("--guidance-intervals", type=guidance_interval_flag, nargs="+", default=[interval_flag(EVERY_STEP)],
@@ -112,16 +116,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def measure_setting(generator, classifier: TissueClassifier, steps: int, guidance: float, interval: str,
                     solver: str, args: argparse.Namespace, reference: NearCopyReference | None = None) -> dict:
     bounds = interval_bounds(interval)
-    generator.defaults = replace(generator.defaults, guidance_interval=bounds, solver=solver)
+    setattr(generator.profiles, args.profile,
+            replace(generator.profiles.get(args.profile), guidance_interval=bounds, solver=solver))
     started = time.perf_counter()
     generated = [generate_unfiltered(generator, class_index, args.per_class, run_seed=args.seed, stream=TUNING_STREAM,
-                                     batch_size=args.batch_size, steps=steps, guidance=guidance)
+                                     batch_size=args.batch_size, steps=steps, guidance=guidance, profile=args.profile)
                  for class_index in range(NUM_CLASSES)]
     seconds = time.perf_counter() - started
     images, labels = np.concatenate(generated), np.repeat(np.arange(NUM_CLASSES), args.per_class)
     report = classification_report(labels, classifier.predict_proba(images).argmax(axis=1))
     per_class_f1 = {name: figures["f1"] for name, figures in report["per_class"].items()}
     result = {"steps": steps, "guidance": guidance, "guidance_interval": list(bounds), "solver": solver,
+              "noise_spacing": generator.profiles.get(args.profile).noise_spacing,
               "macro_f1": report["macro_f1"],
               "min_class_f1": min(per_class_f1.values()), "per_class_f1": per_class_f1,
               "images_per_second": len(labels) / seconds}
@@ -176,7 +182,7 @@ def main(args: argparse.Namespace) -> dict:
     if args.output:
         Path(args.output).write_text(json.dumps(summary, indent=2) + "\n")
     if args.write_defaults:
-        write_sampling_defaults(args.generator, SamplingDefaults(**summary["chosen"]))
+        write_sampling_defaults(args.generator, SamplingDefaults(**summary["chosen"]), profile=args.profile)
         print(f"wrote the chosen defaults to {Path(args.generator) / GENERATOR_CONFIG_NAME}")
     return summary
 

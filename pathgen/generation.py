@@ -1,0 +1,257 @@
+"""What every generator backend shares: sampling profiles, generator_config.json, argument checks,
+seeded batching, and the one `load_generator` entry point.
+
+A generator folder's generator_config.json names its backend and two sampling profiles: `live` (fast,
+for on-demand generation in the app) and `bank` (quality first, for offline work such as the bank).
+Backends are found through `BACKENDS` when a folder is loaded, so this module imports none of them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from .data import resolve_class
+from .guided import check_examples, check_strength, starting_tiles
+
+MAX_IMAGES_PER_CALL = 1024
+MAX_STEPS = 1000
+MAX_GUIDANCE = 20.0
+GENERATOR_CONFIG_NAME = "generator_config.json"
+PROFILES = ("live", "bank")
+EVERY_STEP = (0.0, 1.0)  # the guidance interval that guides every sampling step
+# DPM-Solver++ (deterministic ODE) or its SDE form, which adds fresh noise at every step.
+SOLVERS = ("dpmsolver++", "sde-dpmsolver++")
+# "trailing": timesteps evenly spaced, the first at pure noise; "karras": noise levels spaced as in Karras et
+# al. (2022), dense near the clean end, so the last steps are small and keep pixel-scale texture.
+NOISE_SPACINGS = ("trailing", "karras")
+# backend name in generator_config.json -> "module:class" with a `from_pretrained(folder, **kwargs)`.
+BACKENDS = {"pixel-diffusion": "pathgen.generator:PixelDiffusionGenerator",
+            "sd-lora": "pathgen.lora:LoraGenerator"}
+HUB_BACKEND = "sd-lora"  # the backend whose trained folders are published on the Hugging Face Hub
+
+
+@dataclass
+class SamplingDefaults:
+    """One sampling profile's settings."""
+
+    steps: int = 12
+    guidance: float = 3.0
+    # Classifier-free guidance is applied only at timesteps t with low <= t / T <= high (T = training timesteps,
+    # 1 = pure noise). Guiding the noisiest steps pulls samples towards a few typical layouts (Kynkaanniemi et
+    # al. 2024, "Applying guidance in a limited interval"), and each unguided step costs half a guided one.
+    guidance_interval: tuple[float, float] = EVERY_STEP
+    solver: str = SOLVERS[0]
+    noise_spacing: str = NOISE_SPACINGS[0]
+
+    def __post_init__(self) -> None:
+        if isinstance(self.steps, bool) or not isinstance(self.steps, (int, np.integer)) \
+                or not 1 <= self.steps <= MAX_STEPS:
+            raise ValueError(f"steps must be a whole number from 1 to {MAX_STEPS}, got {self.steps!r}.")
+        if isinstance(self.guidance, bool) or not isinstance(self.guidance, (int, float, np.floating)) \
+                or not 0.0 <= self.guidance <= MAX_GUIDANCE:
+            raise ValueError(f"guidance must be a number from 0 to {MAX_GUIDANCE}, got {self.guidance!r}.")
+        try:
+            low, high = (float(bound) for bound in self.guidance_interval)
+        except (TypeError, ValueError):
+            low, high = 1.0, 0.0  # fails the range check below with the same message
+        if not 0.0 <= low <= high <= 1.0:
+            raise ValueError(f"guidance_interval must be two numbers 0 <= low <= high <= 1, got {self.guidance_interval!r}.")
+        self.steps, self.guidance, self.guidance_interval = int(self.steps), float(self.guidance), (low, high)
+        if self.solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, got {self.solver!r}.")
+        if self.noise_spacing not in NOISE_SPACINGS:
+            raise ValueError(f"noise_spacing must be one of {', '.join(NOISE_SPACINGS)}, got {self.noise_spacing!r}.")
+
+    @property
+    def guides_everywhere(self) -> bool:
+        return self.guidance_interval == EVERY_STEP
+
+
+@dataclass
+class SamplingProfiles:
+    """The `live` and `bank` profiles of one generator."""
+
+    live: SamplingDefaults = field(default_factory=SamplingDefaults)
+    bank: SamplingDefaults = field(default_factory=SamplingDefaults)
+
+    def get(self, profile: str) -> SamplingDefaults:
+        if profile not in PROFILES:
+            raise ValueError(f"profile must be one of {', '.join(PROFILES)}, got {str(profile)[:40]!r}.")
+        return getattr(self, profile)
+
+    def to_dict(self) -> dict:
+        return {name: asdict(self.get(name)) for name in PROFILES}
+
+    @classmethod
+    def from_config(cls, config: dict) -> SamplingProfiles:
+        """Reads `sampling_profiles`; a config with only the older single `sampling_defaults` uses it for both."""
+        if "sampling_profiles" in config:
+            profiles = config["sampling_profiles"]
+            unknown = set(profiles) - set(PROFILES)
+            if unknown:
+                raise ValueError(f"unknown sampling profiles {sorted(unknown)}; expected {', '.join(PROFILES)}")
+            return cls(**{name: SamplingDefaults(**profiles[name]) for name in PROFILES})
+        single = config.get("sampling_defaults", {})
+        return cls(live=SamplingDefaults(**single), bank=SamplingDefaults(**single))
+
+
+class ImageGenerator(Protocol):
+    """What the validation loop, the bank builder and the app need from any backend."""
+
+    profiles: SamplingProfiles
+
+    @property
+    def defaults(self) -> SamplingDefaults: ...
+
+    def generate(self, class_index: int, n: int, *, seed: int | None = None, steps: int | None = None,
+                 guidance: float | None = None, profile: str = "live") -> np.ndarray: ...
+
+    def generate_guided(self, examples: np.ndarray, class_index: int, n: int, *, strength: float,
+                        seed: int | None = None, steps: int | None = None, guidance: float | None = None,
+                        profile: str = "live") -> np.ndarray: ...
+
+
+def check_generation_args(class_index: int, n: int, seed: int | None, steps: int, guidance: float) -> int:
+    """Validates the user-facing arguments; returns the class index."""
+    tissue = resolve_class(class_index)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= MAX_IMAGES_PER_CALL:
+        raise ValueError(f"n must be a whole number from 1 to {MAX_IMAGES_PER_CALL}, got {n!r}.")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63):
+        raise ValueError(f"seed must be a whole number from 0 to 2**63-1 or None, got {seed!r}.")
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= MAX_STEPS:
+        raise ValueError(f"steps must be a whole number from 1 to {MAX_STEPS}, got {steps!r}.")
+    if isinstance(guidance, bool) or not isinstance(guidance, (int, float, np.floating)) \
+            or not 0.0 <= guidance <= MAX_GUIDANCE:
+        raise ValueError(f"guidance must be a number from 0 to {MAX_GUIDANCE}, got {guidance!r}.")
+    return tissue.index
+
+
+class BatchedGenerator:
+    """The seeding and batching both backends share; a backend implements `sample_batch`."""
+
+    profiles: SamplingProfiles
+    batch_size: int
+
+    @property
+    def defaults(self) -> SamplingDefaults:
+        """The live profile: what the app uses unless told otherwise."""
+        return self.profiles.live
+
+    def sample_batch(self, class_index: int, count: int, settings: SamplingDefaults,
+                     generator: torch.Generator) -> np.ndarray:
+        raise NotImplementedError
+
+    def prepare_call(self, class_index: int, n: int, seed: int | None, steps: int | None, guidance: float | None,
+                     profile: str) -> tuple[int, SamplingDefaults, torch.Generator]:
+        """Checks one call's arguments; returns the class, the profile's settings with the overrides, the noise."""
+        settings = self.profiles.get(profile)
+        steps = settings.steps if steps is None else steps
+        guidance = settings.guidance if guidance is None else guidance
+        class_index = check_generation_args(class_index, n, seed, steps, guidance)
+        settings = SamplingDefaults(**{**asdict(settings), "steps": int(steps), "guidance": float(guidance)})
+        # A CPU generator draws the same noise for a seed on every device.
+        generator = torch.Generator().manual_seed(int(seed) if seed is not None else int(torch.seed() % 2**63))
+        return class_index, settings, generator
+
+    def generate(self, class_index: int, n: int, *, seed: int | None = None, steps: int | None = None,
+                 guidance: float | None = None, profile: str = "live") -> np.ndarray:
+        """uint8 [n, 28, 28, 3] of one class; `steps`/`guidance` override the profile's; a seed fixes the images."""
+        class_index, settings, generator = self.prepare_call(class_index, n, seed, steps, guidance, profile)
+        batches = [self.sample_batch(class_index, min(self.batch_size, n - start), settings, generator)
+                   for start in range(0, n, self.batch_size)]
+        return np.concatenate(batches)
+
+    def sample_guided_batch(self, class_index: int, starts: np.ndarray, strength: float, settings: SamplingDefaults,
+                            generator: torch.Generator) -> np.ndarray:
+        raise NotImplementedError
+
+    def generate_guided(self, examples: np.ndarray, class_index: int, n: int, *, strength: float,
+                        seed: int | None = None, steps: int | None = None, guidance: float | None = None,
+                        profile: str = "live") -> np.ndarray:
+        """uint8 [n, 28, 28, 3] of one class, each started from one of `examples` (uint8 [k, 28, 28, 3]) noised to
+        `strength` (0 < strength <= 1; see pathgen.guided); `steps` counts the whole schedule, of which about
+        strength * steps run. The examples are cycled in a seeded order, so k <= n uses every one."""
+        examples, strength = check_examples(examples), check_strength(strength)
+        class_index, settings, generator = self.prepare_call(class_index, n, seed, steps, guidance, profile)
+        starts = starting_tiles(examples, n, generator)
+        batches = [self.sample_guided_batch(class_index, starts[start:start + self.batch_size], strength, settings,
+                                            generator)
+                   for start in range(0, n, self.batch_size)]
+        return np.concatenate(batches)
+
+
+def read_generator_config(folder: str | os.PathLike) -> dict:
+    """generator_config.json of a generator folder; FileNotFoundError if absent, ValueError if corrupt."""
+    config_file = Path(folder) / GENERATOR_CONFIG_NAME
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{config_file} is missing: {folder} is not a PathGen generator folder.")
+    try:
+        config = json.loads(config_file.read_text())
+        if not isinstance(config, dict) or not isinstance(config.get("backend"), str):
+            raise ValueError("it names no backend")
+        config["sampling_profiles"] = SamplingProfiles.from_config(config).to_dict()
+    except Exception as error:
+        raise ValueError(f"{config_file} is corrupt ({error}).") from error
+    config.pop("sampling_defaults", None)
+    return config
+
+
+def write_generator_config(folder: str | os.PathLike, backend: str, profiles: SamplingProfiles, **extra) -> None:
+    """The one writer of generator_config.json: the backend, both profiles (re-checked), and backend settings."""
+    checked = SamplingProfiles.from_config({"sampling_profiles": profiles.to_dict()})
+    config = {"backend": backend, **extra, "sampling_profiles": checked.to_dict()}
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    (Path(folder) / GENERATOR_CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+
+
+def write_sampling_defaults(folder: str | os.PathLike, defaults: SamplingDefaults, profile: str = "live") -> None:
+    """Replaces one profile's settings in a generator folder's generator_config.json (either backend)."""
+    config = read_generator_config(folder)
+    profiles = SamplingProfiles.from_config(config)
+    profiles.get(profile)  # checks the name
+    setattr(profiles, profile, SamplingDefaults(**asdict(defaults)))
+    backend = config.pop("backend")
+    config.pop("sampling_profiles")
+    write_generator_config(folder, backend, profiles, **config)
+
+
+def looks_like_hub_id(text: str | os.PathLike) -> bool:
+    """True for "owner/name" strings that are not an existing or explicitly relative/absolute path."""
+    text = str(text)
+    return not Path(text).expanduser().exists() and not text.startswith((".", "/", "~")) and text.count("/") == 1
+
+
+def backend_class(backend: str) -> type:
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown generator backend {backend!r}; expected one of {', '.join(BACKENDS)}.")
+    module_name, class_name = BACKENDS[backend].split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def load_generator(path_or_hub_id: str | os.PathLike, **kwargs) -> ImageGenerator:
+    """Loads either backend from a local folder, or the LoRA backend from a hub id.
+
+    A folder with generator_config.json is read as it says; `kwargs` go to the LoRA backend
+    (e.g. `base_model=`, `device=`). Missing folders raise FileNotFoundError, corrupt ones ValueError.
+    """
+    path = Path(path_or_hub_id).expanduser()
+    if path.is_dir():
+        backend = read_generator_config(path)["backend"]
+        try:
+            cls = backend_class(backend)
+        except ValueError as error:
+            raise ValueError(f"{path / GENERATOR_CONFIG_NAME} names {error}") from error
+        return cls.from_pretrained(path, **kwargs) if backend == HUB_BACKEND else cls.from_pretrained(path)
+    if not looks_like_hub_id(path_or_hub_id):
+        raise FileNotFoundError(
+            f"Generator folder {path} not found. Restore assets/generator/ or retrain with "
+            "`python -m training.train_generator`.")
+    return backend_class(HUB_BACKEND).from_pretrained(str(path_or_hub_id), **kwargs)

@@ -1,0 +1,44 @@
+"""The augmentation study end to end on a tiny configuration of the fixture."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import FIXTURE_DIR
+from training import augmentation_study
+from training.classifier_recipe import batch_indices
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def test_tiny_study_runs_end_to_end(tmp_path):
+    argv = ["--data-dir", str(FIXTURE_DIR), "--shot-counts", "3", "1", "1", "3", "1", "1", "1", "1", "3",
+            "--synthetic-per-class", "2", "--tstr-per-class", "2", "--seeds", "0", "1", "--steps", "2",
+            "--batch-size", "8", "--train-limit", "54", "--strength", "0.3", "--threshold", "0.5", "--runs-dir", str(tmp_path / "runs"),
+            "--output", str(tmp_path / "augmentation.json"), "--plot", str(tmp_path / "augmentation.png")]
+    report = augmentation_study.main(augmentation_study.parse_args(argv))
+    assert report == json.loads((tmp_path / "augmentation.json").read_text())
+    assert (tmp_path / "augmentation.png").stat().st_size > 0
+    design = report["design"]
+    assert design["shots"] == 15 and design["held_out_test_tiles"] == 162 - 15
+    assert set(report["arms"]) == {"a", "b", "c", "d", "e_synthetic", "e_real", "reference"}
+    assert report["runs"]["b"]["train_tiles"] == 15 + 18 and report["runs"]["e_real"]["train_tiles"] == 18
+    for arm in report["arms"].values():
+        assert 0 <= arm["held_out_test"]["accuracy"]["mean"] <= 1 and arm["held_out_test"]["accuracy"]["sd"] is not None
+    gain = report["gains"]["c - a"]["accuracy"]
+    assert len(gain["per_seed"]) == 2 and gain["ci95"][0] <= gain["mean"] <= gain["ci95"][1]
+    assert set(report["tstr_ratio"]) == {"val", "held_out_test"}
+    assert report["generated"]["guided"]["acceptance"]["Adipose tissue"]["accepted"] == 2
+    # A rerun finds both generated sets in the cache.
+    cached = sorted(p.name for p in (tmp_path / "runs" / "sets").iterdir())
+    assert [name.split("-")[0] for name in cached] == ["guided", "unguided"]
+
+
+def test_batches_cover_every_tile_before_repeating():
+    batches = list(batch_indices(10, 5, 4, torch.Generator().manual_seed(0)))
+    assert all(len(b) == 4 for b in batches)
+    first_pass = np.concatenate(batches)[:8]
+    assert len(set(first_pass.tolist())) == 8
+    assert [len(b) for b in batch_indices(3, 2, 8, torch.Generator())] == [3, 3]

@@ -1,0 +1,137 @@
+"""Validated synthetic sets, shared by export_synthetic and augmentation_study: few-shot draws from a real
+split, and per-class generation in chunks cached on disk, so that an interrupted or repeated run only
+generates what is missing.
+
+A cache folder is named by a hash of everything that fixes its tiles (model hashes, sampling profile,
+guidance examples, strength, threshold, seed); each chunk file also records how many tiles it was asked
+for, because a validated call's tiles depend on its size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from pathgen.classifier import TissueClassifier
+from pathgen.data import CLASS_NAMES, NUM_CLASSES
+from pathgen.generation import ImageGenerator
+from pathgen.guided import wrong_class_examples
+from pathgen.validation import derive_seed, generate_validated
+from training.provenance import describe_model
+
+CHUNK = 512
+EMPTY_CHUNKS = 3  # chunks in a row with no accepted tile before a class is given up
+SPLIT_STREAMS = {"train": 0, "val": 1, "test": 2}  # so that the splits of one export never share noise
+
+
+def draw_shots(labels: np.ndarray, counts: Sequence[int], seed: int) -> np.ndarray:
+    """Sorted indices of `counts[c]` tiles of each class c, drawn without replacement."""
+    rng = np.random.default_rng(seed)
+    picks = []
+    for c, count in enumerate(counts):
+        pool = np.flatnonzero(labels == c)
+        if count > len(pool):
+            raise ValueError(f"{CLASS_NAMES[c]}: asked for {count} shots, the split has {len(pool)}.")
+        picks.append(rng.choice(pool, size=count, replace=False))
+    return np.sort(np.concatenate(picks)).astype(np.int64)
+
+
+@dataclass
+class SetSettings:
+    """Everything that fixes the tiles of a set, apart from the models."""
+
+    profile: str = "live"
+    threshold: float = 0.9
+    max_attempts: int = 10
+    seed: int = 0
+    split: str = "train"
+    strength: float | None = None  # None: unguided
+    shot_split: str | None = None
+    shot_indices: tuple[int, ...] = ()
+    near_copies_excluded: bool = False
+
+
+def cache_key(generator_dir: str | Path, classifier_dir: str | Path, settings: SetSettings, profile: dict) -> str:
+    models = [describe_model(generator_dir)["sha256"], describe_model(classifier_dir)["sha256"]]
+    text = json.dumps({"models": models, "settings": asdict(settings), "profile": profile}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class ClassResult:
+    images: np.ndarray
+    generated: int
+    refused_shots: list[int]
+
+    def summary(self) -> dict:
+        accepted = len(self.images)
+        return {"accepted": accepted, "generated": self.generated,
+                "acceptance_rate": accepted / self.generated if self.generated else 0.0,
+                "refused_shots": self.refused_shots}
+
+
+def usable_shots(classifier: TissueClassifier, shots: np.ndarray, class_index: int, threshold: float
+                 ) -> tuple[np.ndarray, list[int]]:
+    """The shots the validation loop accepts as guides, and the positions of those it refuses (confidently
+    another class); a labelled shot is not the user's claim, so it is set aside rather than stopping the run."""
+    refused = wrong_class_examples(classifier.predict_proba(shots), class_index, threshold)
+    kept = np.delete(shots, refused, axis=0)
+    if not len(kept):
+        raise ValueError(f"{CLASS_NAMES[class_index]}: the classifier is sure every shot is another class.")
+    return kept, [int(i) for i in refused]
+
+
+def synthesize_class(generator: ImageGenerator, classifier: TissueClassifier, class_index: int, n: int,
+                     settings: SetSettings, cache_dir: Path, shots: np.ndarray | None = None,
+                     exclude: Callable | None = None, progress: tqdm | None = None) -> ClassResult:
+    """`n` validated tiles of one class, reading finished chunks from `cache_dir` and writing new ones."""
+    refused: list[int] = []
+    if shots is not None:
+        shots, refused = usable_shots(classifier, shots, class_index, settings.threshold)
+    images, generated, chunk, empty = [], 0, 0, 0
+    while sum(map(len, images)) < n:
+        wanted = min(CHUNK, n - sum(map(len, images)))
+        path = cache_dir / f"class{class_index}_chunk{chunk}.npz"
+        cached = np.load(path) if path.is_file() else None
+        if cached is None or int(cached["requested"]) != wanted:
+            batch = generate_validated(
+                generator, classifier, class_index, wanted, threshold=settings.threshold,
+                max_attempts=settings.max_attempts, profile=settings.profile, exclude=exclude,
+                seed=derive_seed(settings.seed, SPLIT_STREAMS[settings.split], class_index, chunk),
+                examples=shots, strength=settings.strength if shots is not None else None)
+            empty = 0 if batch.accepted else empty + 1
+            if empty == EMPTY_CHUNKS:
+                raise RuntimeError(f"{CLASS_NAMES[class_index]}: no tile passed the classifier in {EMPTY_CHUNKS} chunks "
+                                   "in a row; lower --threshold, or check the model and the shots.")
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(".tmp.npz")
+            np.savez(partial, images=batch.images, generated=batch.generated, requested=wanted)
+            partial.replace(path)  # never leave a half-written chunk behind
+            cached = np.load(path)
+        images.append(cached["images"])
+        generated += int(cached["generated"])
+        chunk += 1
+        if progress is not None:
+            progress.update(len(images[-1]))
+    return ClassResult(np.concatenate(images)[:n], generated, refused)
+
+
+def synthesize_set(generator: ImageGenerator, classifier: TissueClassifier, per_class: int, settings: SetSettings,
+                   cache_dir: Path, shots_by_class: dict[int, np.ndarray] | None = None,
+                   exclude: Callable | None = None, desc: str = "synthetic") -> tuple[np.ndarray, np.ndarray, dict]:
+    """uint8 [9 * per_class, 28, 28, 3], int64 labels, and per-class acceptance (keyed by class name)."""
+    images, labels, stats = [], [], {}
+    with tqdm(total=per_class * NUM_CLASSES, desc=desc, mininterval=10) as progress:
+        for c in range(NUM_CLASSES):
+            shots = None if shots_by_class is None else shots_by_class[c]
+            result = synthesize_class(generator, classifier, c, per_class, settings, cache_dir, shots, exclude, progress)
+            images.append(result.images)
+            labels.append(np.full(len(result.images), c, dtype=np.int64))
+            stats[CLASS_NAMES[c]] = result.summary()
+    return np.concatenate(images), np.concatenate(labels), stats

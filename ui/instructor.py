@@ -1,0 +1,230 @@
+"""Instructor tab: create assignments, follow a class's results, export them as CSV, close or delete.
+
+Every action needs the instructor password ($PATHGEN_INSTRUCTOR_PASSWORD), compared in constant time; with no
+password configured the tab refuses everything. Repeated wrong passwords from one client are slowed down.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+from matplotlib.figure import Figure
+
+from pathgen.classroom import (
+    PASSWORD_ENV,
+    AssignmentSettings,
+    ClassroomError,
+    FailureThrottle,
+    Slide,
+    draw_slides,
+    format_code,
+    instructor_password_ok,
+    normalise_code,
+)
+from pathgen.classroom_results import ClassResults, class_results, results_csv
+from pathgen.data import CLASS_NAMES, TISSUE_CLASSES
+from pathgen.quiz import DIFFICULTIES, MAX_QUESTIONS
+
+from .classroom import NO_DATABASE, client_key, slide_image
+from .errors import bind, guard
+from .inputs import TISSUE_CHOICES
+from .services import Services
+
+# Wrong passwords per client address; one per process.
+PASSWORD_THROTTLE = FailureThrottle()
+MODE_CHOICES = (("Name the tissue", "label"), ("Real or synthetic?", "real_or_synthetic"))
+
+
+def check_password(services: Services, password: object, request: gr.Request | None) -> None:
+    """Raises ClassroomError unless the password is right; wrong tries from one client are slowed."""
+    client = client_key(request)
+    if (wait := PASSWORD_THROTTLE.wait_s(client)) > 0:
+        raise ClassroomError(f"Too many wrong passwords from here; wait {wait:.0f} s.")
+    if not instructor_password_ok(password):
+        if password:  # an empty or missing password is no guess
+            PASSWORD_THROTTLE.failure(client)
+        if not os.environ.get(PASSWORD_ENV):
+            raise ClassroomError(f"Instructor pages are off: the server has no {PASSWORD_ENV} set.")
+        raise ClassroomError("Wrong instructor password.")
+    PASSWORD_THROTTLE.success(client)
+    if services.storage is None:
+        raise ClassroomError(NO_DATABASE)
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0%}"
+
+
+def _code(value: object) -> str:
+    return normalise_code(value)
+
+
+def _record(services: Services, code: str):
+    record = services.storage.assignment(code)
+    if record is None:
+        raise ClassroomError(f"No assignment {format_code(code)}.")
+    return record
+
+
+def assignment_link(code: str, request: gr.Request | None) -> str:
+    referer = (getattr(request, "headers", None) or {}).get("referer", "") if request is not None else ""
+    base = referer.split("?")[0] if referer.startswith(("http://", "https://")) else ""
+    return f"{base}?assignment={code}"
+
+
+def assignment_create(services: Services, password: object, n_questions: object, difficulty: object,
+                      classes: object, real_share: object, mode: object, shuffle: object,
+                      request: gr.Request) -> tuple:
+    """Creates an assignment with a fixed draw; returns its code and the link that opens the app on it."""
+    check_password(services, password, request)
+    settings = AssignmentSettings.parse(n_questions, difficulty, classes, real_share, mode, shuffle)
+    slides = draw_slides(settings, services.bank, services.real_labels, threshold=services.threshold)
+    record = services.storage.create_assignment(settings.to_dict(), [s.to_dict() for s in slides])
+    link = assignment_link(record.code, request)
+    message = (f"Created **{format_code(record.code)}**: {len(slides)} slides "
+               f"({sum(not s.synthetic for s in slides)} real). Students open <{html.escape(link)}> "
+               f"or type the code in the Class tab.")
+    return message, format_code(record.code)
+
+
+def assignment_list(services: Services, password: object, request: gr.Request) -> str:
+    """Every assignment: code, created, open or closed, students."""
+    check_password(services, password, request)
+    rows = [f"| {format_code(r.code)} | {r.created_at:%Y-%m-%d %H:%M} UTC | {len(r.slides)} | "
+            f"{'closed' if r.closed else 'open'} | {len(services.storage.students(r.code))} |"
+            for r in services.storage.assignments()]
+    if not rows:
+        return "No assignments yet."
+    return "| Code | Created | Slides | State | Students |\n|---|---|---|---|---|\n" + "\n".join(rows)
+
+
+def confusion_figure(matrix: np.ndarray, labels: tuple[str, ...]) -> Figure:
+    # A bare Figure, not pyplot: pyplot keeps global state that concurrent sessions would share.
+    figure = Figure(figsize=(6.5, 5.5), layout="tight")
+    axis = figure.add_subplot()
+    axis.imshow(matrix, cmap="Blues", vmin=0, vmax=max(1, int(matrix.max())))
+    for row, col in zip(*np.nonzero(matrix), strict=True):
+        axis.text(col, row, str(matrix[row, col]), ha="center", va="center",
+                  color="white" if matrix[row, col] > matrix.max() / 2 else "black")
+    axis.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
+    axis.set_yticks(range(len(labels)), labels, fontsize=8)
+    axis.set_xlabel("the class's answer")
+    axis.set_ylabel("truth")
+    axis.set_title("Class confusion matrix (rows: truth)")
+    return figure
+
+
+def summary_markdown(code: str, closed: bool, results: ClassResults) -> str:
+    real, synthetic = results.by_source["real"], results.by_source["synthetic"]
+    return (f"### {format_code(code)} ({'closed' if closed else 'open'})\n"
+            f"{results.students} students joined, {results.finished} finished all {results.slides} slides; "
+            f"{results.answers.asked} answers, {_pct(results.answers.accuracy)} right.\n\n"
+            f"Real tiles: {_pct(real.accuracy)} right ({real.right}/{real.asked}) · synthetic tiles: "
+            f"{_pct(synthetic.accuracy)} right ({synthetic.right}/{synthetic.asked}).")
+
+
+def dashboard_results(services: Services, password: object, code: object, request: gr.Request) -> tuple:
+    """The class's results: summary, per-class accuracy, confusion matrix, hardest slides, per-student table, CSV."""
+    check_password(services, password, request)
+    code = _code(code)
+    record = _record(services, code)
+    slides = [Slide.from_dict(s) for s in record.slides]
+    students = [(s.id, s.nickname) for s in services.storage.students(code)]
+    answers = services.storage.answers(code)
+    results = class_results(record.settings.get("mode", "label"), slides, students, answers)
+    per_class = [[name, t.right, t.asked, _pct(t.accuracy)] for name, t in results.per_class.items()]
+    hardest = [(slide_image(services, slides[i]),
+                f"slide {i + 1}: {CLASS_NAMES[slides[i].label]}, {'synthetic' if slides[i].synthetic else 'real'}, "
+                f"{t.right}/{t.asked} right") for i, t in results.hardest]
+    per_student = [[r["nickname"], r["answered"], r["of"], r["right"], _pct(r["accuracy"]), _pct(r["real_accuracy"]),
+                    _pct(r["synthetic_accuracy"]),
+                    "–" if r["median_response_s"] is None else f"{r['median_response_s']:.1f}"]
+                   for r in results.per_student]
+    csv_path = write_csv(code, results_csv(code, slides, answers))
+    return (summary_markdown(code, record.closed, results), per_class,
+            confusion_figure(results.confusion, results.confusion_labels), hardest, per_student, str(csv_path))
+
+
+def write_csv(code: str, text: str) -> Path:
+    """Writes the export where gradio can serve it; written whole then renamed, so a download never sees half."""
+    folder = Path(tempfile.gettempdir()) / "pathgen-results"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"pathgen-{code}.csv"
+    partial = Path(tempfile.mkstemp(dir=folder, suffix=".part")[1])
+    partial.write_text(text)
+    partial.replace(path)
+    return path
+
+
+def assignment_close(services: Services, password: object, code: object, request: gr.Request) -> str:
+    """Closes an assignment: no more joins or answers; results stay."""
+    check_password(services, password, request)
+    code = _code(code)
+    if not services.storage.close_assignment(code):
+        raise ClassroomError(f"No assignment {format_code(code)}.")
+    return f"{format_code(code)} is closed: results are kept, no more answers are taken."
+
+
+def assignment_delete(services: Services, password: object, code: object, confirm: object,
+                      request: gr.Request) -> str:
+    """Deletes an assignment with every student's answers, once confirmed."""
+    check_password(services, password, request)
+    code = _code(code)
+    if confirm is not True:
+        raise ClassroomError("Tick “I understand this deletes every answer” first.")
+    if not services.storage.delete_assignment(code):
+        raise ClassroomError(f"No assignment {format_code(code)}.")
+    return f"{format_code(code)} and all its answers are deleted."
+
+
+def build(services: Services) -> None:
+    gr.Markdown("### Instructor\nCreate an assignment for your class and follow its results. Needs the instructor "
+                f"password (`{PASSWORD_ENV}` on the server).")
+    password = gr.Textbox(label="Instructor password", type="password", max_length=200, elem_id="instructor-password")
+    with gr.Accordion("New assignment", open=True):
+        with gr.Row():
+            n = gr.Slider(1, MAX_QUESTIONS, value=10, step=1, label="Questions")
+            difficulty = gr.Radio(list(DIFFICULTIES), value="mixed", label="Difficulty")
+            real_share = gr.Slider(0, 100, value=50, step=5, label="Share of real tiles (%)")
+        with gr.Row():
+            classes = gr.CheckboxGroup(TISSUE_CHOICES, value=[c.key for c in TISSUE_CLASSES], label="Tissue types")
+            mode = gr.Radio(MODE_CHOICES, value="label", label="Kind of quiz")
+            shuffle = gr.Checkbox(True, label="Each student gets their own order")
+        create = gr.Button("Create assignment", variant="primary", elem_id="instructor-create")
+        created = gr.Markdown(elem_id="instructor-created")
+    with gr.Row():
+        code = gr.Textbox(label="Assignment code", max_length=40, elem_id="instructor-code")
+        show = gr.Button("Show results", variant="primary", elem_id="instructor-show")
+        listing = gr.Button("List assignments")
+    message = gr.Markdown(elem_id="instructor-summary")
+    with gr.Row():
+        per_class = gr.Dataframe(headers=["Tissue", "Right", "Asked", "Accuracy"], label="Per-class accuracy",
+                                 interactive=False)
+        confusion = gr.Plot(label="Class confusion matrix")
+    hardest = gr.Gallery(label="Hardest slides", columns=6, format="png", object_fit="contain", height="auto")
+    students = gr.Dataframe(headers=["Nickname", "Answered", "Of", "Right", "Accuracy", "Real", "Synthetic",
+                                     "Median s per slide"], label="Students", interactive=False,
+                            elem_id="instructor-students")
+    csv_file = gr.File(label="Results as CSV")
+    with gr.Row():
+        close = gr.Button("Close assignment")
+        confirm = gr.Checkbox(False, label="I understand this deletes every answer")
+        delete = gr.Button("Delete assignment", variant="stop")
+
+    create.click(guard(bind(assignment_create, services), [created, code], created),
+                 [password, n, difficulty, classes, real_share, mode, shuffle], [created, code],
+                 api_name="assignment_create", preprocess=False)
+    listing.click(guard(bind(assignment_list, services), [message], message), password, message,
+                  api_name="assignment_list", preprocess=False)
+    outputs = [message, per_class, confusion, hardest, students, csv_file]
+    show.click(guard(bind(dashboard_results, services), outputs, message), [password, code], outputs,
+               api_name="dashboard_results", preprocess=False)
+    close.click(guard(bind(assignment_close, services), [message], message), [password, code], message,
+                api_name="assignment_close", preprocess=False)
+    delete.click(guard(bind(assignment_delete, services), [message], message), [password, code, confirm], message,
+                 api_name="assignment_delete", preprocess=False)
