@@ -9,7 +9,6 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
 
 import numpy as np
 
@@ -21,7 +20,10 @@ CSV_COLUMNS = ("assignment", "nickname", "slide", "source", "tile_index", "tissu
                "response_ms", "answered_at_utc")
 
 
-class AnswerLike(Protocol):
+@dataclass(frozen=True)
+class AnswerRecord:
+    """One stored answer, as the storage layer returns it."""
+
     student_id: int
     nickname: str
     slide: int
@@ -56,11 +58,11 @@ class ClassResults:
     per_student: list[dict]
 
 
-def _tally(rows: Sequence[AnswerLike]) -> Tally:
+def _tally(rows: Sequence[AnswerRecord]) -> Tally:
     return Tally(sum(bool(r.correct) for r in rows), len(rows))
 
 
-def _confusion(mode: str, slides: Sequence[Slide], answers: Sequence[AnswerLike]) -> tuple[np.ndarray, tuple[str, ...]]:
+def _confusion(mode: str, slides: Sequence[Slide], answers: Sequence[AnswerRecord]) -> tuple[np.ndarray, tuple[str, ...]]:
     if mode == "real_or_synthetic":
         labels, index = (REAL, SYNTHETIC), {REAL: 0, SYNTHETIC: 1}
         matrix = np.zeros((2, 2), dtype=np.int64)
@@ -74,7 +76,7 @@ def _confusion(mode: str, slides: Sequence[Slide], answers: Sequence[AnswerLike]
     return matrix, CLASS_NAMES
 
 
-def _per_student(students: Sequence[tuple[int, str]], answers: Sequence[AnswerLike], n_slides: int) -> list[dict]:
+def _per_student(students: Sequence[tuple[int, str]], answers: Sequence[AnswerRecord], n_slides: int) -> list[dict]:
     rows = []
     for student_id, nickname in students:
         own = [a for a in answers if a.student_id == student_id]
@@ -88,7 +90,7 @@ def _per_student(students: Sequence[tuple[int, str]], answers: Sequence[AnswerLi
 
 
 def class_results(mode: str, slides: Sequence[Slide], students: Sequence[tuple[int, str]],
-                  answers: Sequence[AnswerLike]) -> ClassResults:
+                  answers: Sequence[AnswerRecord]) -> ClassResults:
     """Completion, accuracy per class and per source, the confusion matrix, the hardest slides and a
     row per student. `students` are (id, nickname) pairs, including those who have not answered yet."""
     per_class = {CLASS_NAMES[c]: _tally([a for a in answers if slides[a.slide].label == c])
@@ -105,7 +107,7 @@ def class_results(mode: str, slides: Sequence[Slide], students: Sequence[tuple[i
         confusion=confusion, confusion_labels=labels, hardest=hardest, per_student=per_student)
 
 
-def results_csv(code: str, slides: Sequence[Slide], answers: Sequence[AnswerLike]) -> str:
+def results_csv(code: str, slides: Sequence[Slide], answers: Sequence[AnswerRecord]) -> str:
     """One row per stored answer (nicknames cannot start a spreadsheet formula: see NICKNAME_PATTERN)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")

@@ -3,7 +3,6 @@ and the instructor password. Pure functions, on the shipped bank and real tiles.
 
 import csv
 import io
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from pathgen.classroom import (
     valid_token,
     validate_nickname,
 )
-from pathgen.classroom_results import CSV_COLUMNS, class_results, results_csv
+from pathgen.classroom_results import CSV_COLUMNS, AnswerRecord, class_results, results_csv
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
@@ -121,22 +120,16 @@ def test_answers_are_checked_in_both_kinds_of_quiz():
         assert len(str(error.value)) < 200
 
 
-@dataclass
-class Row:
-    student_id: int
-    nickname: str
-    slide: int
-    answer: str
-    correct: bool
-    synthetic: bool
-    response_ms: int
-    answered_at: datetime = datetime(2026, 1, 2, 3, 4, 5)
+def answer_row(student_id: int, nickname: str, slide: int, answer: str, correct: bool, synthetic: bool,
+        response_ms: int) -> AnswerRecord:
+    return AnswerRecord(student_id, nickname, slide, answer, correct, synthetic, response_ms,
+                        datetime(2026, 1, 2, 3, 4, 5))
 
 
 def test_class_results_count_what_was_answered():
     slides = [Slide("bank", 0, 0), Slide("real", 1, 7), Slide("bank", 2, 7)]
-    rows = [Row(1, "Ana", 0, "adipose", True, True, 1000), Row(1, "Ana", 1, "stroma", True, False, 3000),
-            Row(1, "Ana", 2, "smooth_muscle", False, True, 2000), Row(2, "Ben", 2, "smooth_muscle", False, True, 500)]
+    rows = [answer_row(1, "Ana", 0, "adipose", True, True, 1000), answer_row(1, "Ana", 1, "stroma", True, False, 3000),
+            answer_row(1, "Ana", 2, "smooth_muscle", False, True, 2000), answer_row(2, "Ben", 2, "smooth_muscle", False, True, 500)]
     results = class_results("label", slides, [(1, "Ana"), (2, "Ben"), (3, "Cy")], rows)
     assert (results.students, results.finished, results.answers.right, results.answers.asked) == (3, 1, 2, 4)
     assert {k: (t.right, t.asked) for k, t in results.per_class.items()} == \
@@ -148,13 +141,13 @@ def test_class_results_count_what_was_answered():
     ana, ben, cy = results.per_student
     assert (ana["answered"], ana["right"], ana["median_response_s"]) == (3, 2, 2.0)
     assert (ben["answered"], ben["accuracy"], cy["answered"], cy["accuracy"]) == (1, 0.0, 0, None)
-    ros = class_results("real_or_synthetic", slides, [(1, "Ana")], [Row(1, "Ana", 1, "synthetic", False, False, 10)])
+    ros = class_results("real_or_synthetic", slides, [(1, "Ana")], [answer_row(1, "Ana", 1, "synthetic", False, False, 10)])
     assert ros.confusion_labels == ("real", "synthetic") and ros.confusion[0, 1] == 1
 
 
 def test_csv_has_one_row_per_answer():
     slides = [Slide("bank", 4, 0), Slide("real", 9, 7)]
-    rows = [Row(1, "Ana María", 1, "stroma", True, False, 1500)]
+    rows = [answer_row(1, "Ana María", 1, "stroma", True, False, 1500)]
     parsed = list(csv.reader(io.StringIO(results_csv("ABCD2345", slides, rows))))
     assert tuple(parsed[0]) == CSV_COLUMNS
     assert parsed[1] == ["ABCD2345", "Ana María", "1", "real", "9", "stroma", "stroma", "1", "0", "1500",

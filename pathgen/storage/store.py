@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..classroom import ClassroomError, new_code
+from ..classroom_results import AnswerRecord
 from .engine import database_url, make_engine, upgrade_schema
 from .models import Answer, AppSecret, Assignment, RealismCount, Student
 
@@ -56,18 +57,6 @@ class StudentRecord:
     nickname: str
     resumed: bool
     answered: dict[int, str]  # slide -> the answer already stored
-
-
-@dataclass(frozen=True)
-class AnswerRecord:
-    student_id: int
-    nickname: str
-    slide: int
-    answer: str
-    correct: bool
-    synthetic: bool
-    response_ms: int
-    answered_at: datetime
 
 
 @dataclass(frozen=True)
