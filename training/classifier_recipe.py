@@ -61,14 +61,21 @@ def train(images: np.ndarray, labels: np.ndarray, recipe: Recipe, seed: int) -> 
                                                    pct_start=0.15)
     for index in batch_indices(len(tiles), recipe.steps, recipe.batch_size, generator):
         batch = augment(tiles[index], recipe.stain_strength, generator)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.bf16):
-            logits = model(batch)
-        loss = torch.nn.functional.cross_entropy(logits.float(), targets[index], label_smoothing=recipe.label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
+        optimization_step(model, optimizer, schedule, batch, targets[index], recipe.label_smoothing, recipe.bf16)
     return model.eval()
+
+
+def optimization_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedule, images: torch.Tensor,
+                      targets: torch.Tensor, label_smoothing: float, bf16: bool) -> torch.Tensor:
+    """One cross-entropy step of the classifier recipe; returns the (detached) loss."""
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        logits = model(images)
+    loss = torch.nn.functional.cross_entropy(logits.float(), targets, label_smoothing=label_smoothing)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    schedule.step()
+    return loss.detach()
 
 
 def score(model: TissueClassifier, images: np.ndarray, labels: np.ndarray) -> dict:

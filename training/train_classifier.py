@@ -21,7 +21,7 @@ from pathgen.classifier import ClassifierConfig, TissueClassifier
 from pathgen.cpu import has_fast_bf16
 from pathgen.data import add_data_arguments, load_split
 from pathgen.metrics import expected_calibration_error, fit_temperature
-from training.classifier_recipe import augment
+from training.classifier_recipe import augment, optimization_step
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -65,13 +65,7 @@ def train_one_epoch(model, optimizer, scheduler, train_x, train_y, args, epoch, 
     for start in progress:
         index = order[start : start + args.batch_size]
         images = augment(train_x[index], args.stain_strength, generator)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
-            logits = model(images)
-        loss = torch.nn.functional.cross_entropy(logits.float(), train_y[index], label_smoothing=args.label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
+        loss = optimization_step(model, optimizer, scheduler, images, train_y[index], args.label_smoothing, args.bf16)
         total += loss.item()
         progress.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     return total / len(batches)
