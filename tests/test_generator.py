@@ -337,3 +337,12 @@ def test_edm_recipe_runs_in_segments_with_several_ema_snapshots(tmp_path, fixtur
     assert all(0 < value < 10 for value in logged[-1]["held_out_x0_mse"].values())
     with pytest.raises(ValueError, match="EMA snapshots"):
         train_generator.main(train_generator.parse_args([*common, "--max-steps", "4", "--ema-decays", "0.1"]))
+
+
+def test_held_out_of_reports_a_saved_generator_and_trains_nothing(tmp_path, fixture_dir, capsys):
+    tiny_generator().save_pretrained(tmp_path / "gen")
+    train_generator.main(train_generator.parse_args(
+        ["--data-dir", str(fixture_dir), "--held-out-of", str(tmp_path / "gen"), "--checkpoint-dir", str(tmp_path / "runs")]))
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(report["held_out_x0_mse"]["per_level"]) == {str(s) for s in train_generator.HELD_OUT_LEVELS}
+    assert report["held_out_x0_mse"]["mean"] > 0 and not (tmp_path / "runs").exists()

@@ -50,6 +50,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--checkpoint-dir", default=str(DEFAULT_CHECKPOINT_DIR),
                         help="Where the resumable checkpoint, log, EMA exports and sample grids go; outside the "
                              "work tree by default, so a fresh clone does not wipe a long run.")
+    parser.add_argument("--held-out-of", default=None,
+                        help="Only print the held-out val x0-MSE (the figure logged at every save) of this saved "
+                             "generator folder, e.g. assets/generator, and exit.")
     parser.add_argument("--segment-minutes", type=float, default=None,
                         help="Stop (with a checkpoint) after this many minutes; rerun the same command to continue.")
     parser.add_argument("--max-steps", type=int, default=12000, help="Total optimisation steps.")
@@ -293,11 +296,15 @@ def main(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    held_out = held_out_tiles(args)
+    scheduler = build_noise_scheduler()
+    if args.held_out_of:
+        unet = PixelDiffusionGenerator.from_pretrained(args.held_out_of).pipeline.unet
+        print(json.dumps({"generator": args.held_out_of, "held_out_x0_mse": held_out_loss(unet, scheduler, *held_out)}))
+        return
     checkpoint_dir = Path(args.checkpoint_dir).expanduser()
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     train_x, train_y = load_data(args)
-    held_out = held_out_tiles(args)
-    scheduler = build_noise_scheduler()
     state = TrainingState(args)
     checkpoint_file = checkpoint_dir / "checkpoint.pt"
     if args.resume and checkpoint_file.is_file():
