@@ -57,10 +57,12 @@ def create_app(assets_dir: str | os.PathLike | None = None, storage: Any = None)
         services.history = gr.BrowserState([], storage_key=HISTORY_KEY, secret=history_secret(services.storage))
         gr.Markdown("# PathGen\nLearn the nine tissue types of colorectal H&E histology from synthetic tiles, "
                     "each checked by a calibrated classifier before you see it.", elem_classes=["pathgen-title"])
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             for title, module, tab_id in tab_modules():
                 with gr.Tab(title, id=tab_id):
                     module.build(services)
+                if hasattr(module, "tab_from_link"):  # a link that names this tab's content opens the tab
+                    demo.load(module.tab_from_link, None, tabs, api_visibility="private", queue=False)
     # Quiz and browsing handlers are light; generation is capped at one at a time by its own limit.
     demo.queue(default_concurrency_limit=8)
     return demo

@@ -1,5 +1,6 @@
 """Classroom rules: assignment codes, nicknames, settings, the fixed draw of slides, answer checking,
-throttling of repeated failures and the instructor password check. Pure functions, no database."""
+throttling of repeated failures and the instructor checks (password, or Hugging Face sign-in from a named
+organisation). Pure functions, no database."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import threading
 import time
 import unicodedata
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -31,6 +32,8 @@ TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,64}")
 MODES = ("label", "real_or_synthetic")
 REAL, SYNTHETIC = "real", "synthetic"
 PASSWORD_ENV = "PATHGEN_INSTRUCTOR_PASSWORD"
+# Comma-separated Hugging Face organisation handles whose members may sign in as instructors on a Space.
+ORGS_ENV = "PATHGEN_INSTRUCTOR_ORGS"
 MAX_INPUT_ECHO = 40
 
 
@@ -247,3 +250,23 @@ def instructor_password_ok(given: object, expected: str | None = None) -> bool:
     if not expected or not isinstance(given, str) or not given:
         return False
     return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def instructor_orgs(value: str | None = None) -> frozenset[str]:
+    """The organisation handles named in $PATHGEN_INSTRUCTOR_ORGS (or `value`), lower-cased; empty when unset."""
+    value = os.environ.get(ORGS_ENV, "") if value is None else value
+    return frozenset(part.strip().lower() for part in value.split(",") if part.strip())
+
+
+def instructor_by_sign_in(profile: Mapping | None, orgs: frozenset[str] | None = None) -> bool:
+    """True when a Hugging Face sign-in profile (OpenID userinfo) lists membership of an instructor organisation.
+
+    Only the organisation's handle (`preferred_username`) counts: display names are not unique."""
+    orgs = instructor_orgs() if orgs is None else orgs
+    if not orgs or not isinstance(profile, Mapping):
+        return False
+    memberships = profile.get("orgs")
+    if not isinstance(memberships, list):
+        return False
+    return any(isinstance(org, Mapping) and str(org.get("preferred_username", "")).lower() in orgs
+               for org in memberships)

@@ -1,5 +1,6 @@
 """The app in a real browser (Debian's Chromium): a trainee's first minute, a real-or-synthetic round, progress
-that survives a reload (and only in that browser), and the Explore and Quiz tabs on a 390 × 844 phone screen."""
+that survives a reload (and only in that browser), the Explore and Quiz tabs on a 390 × 844 phone screen, and a
+student who opens an assignment link while the instructor watches the result arrive."""
 
 import os
 import socket
@@ -158,3 +159,32 @@ def test_explore_and_quiz_on_a_phone(browser, url):
     assert image["x"] >= 0 and image["x"] + image["width"] <= PHONE["width"]
     page.screenshot(path=ARTIFACTS / "phone_quiz.png", full_page=True)
     page.context.close()
+
+
+def test_a_student_opens_the_link_and_the_instructor_sees_the_answer(browser, url, monkeypatch):
+    monkeypatch.setenv("PATHGEN_INSTRUCTOR_PASSWORD", "teach-42")
+    teacher = open_page(browser, url)
+    teacher.get_by_role("tab", name="Instructor").click()
+    teacher.locator("#instructor-password input").fill("teach-42")
+    teacher.locator("#instructor-create").click()
+    expect(teacher.locator("#instructor-created")).to_contain_text("Created")
+    code = teacher.locator("#instructor-code textarea").input_value()
+    assert code
+
+    student = open_page(browser, f"{url.rstrip('/')}/?assignment={code}")
+    expect(student.get_by_role("tab", name="Class", exact=True)).to_have_attribute("aria-selected", "true")
+    expect(student.locator("#classroom-code textarea")).to_have_value(code)
+    student.locator("#classroom-nickname textarea").fill("owl42")
+    student.locator("#classroom-join").click()
+    expect(student.locator("#classroom-image img")).to_be_visible()
+    student.locator("#classroom-choice label").first.click()
+    student.locator("#classroom-submit").click()
+    expect(student.locator("#classroom-feedback")).to_contain_text("This slide")
+    student.screenshot(path=ARTIFACTS / "classroom_student.png", full_page=True)
+
+    teacher.locator("#instructor-show").click()
+    expect(teacher.locator("#instructor-summary")).to_contain_text("1 students joined")
+    expect(teacher.locator("#instructor-students")).to_contain_text("owl42")
+    teacher.screenshot(path=ARTIFACTS / "classroom_instructor.png", full_page=True)
+    student.context.close()
+    teacher.context.close()

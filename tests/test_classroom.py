@@ -20,6 +20,8 @@ from pathgen.classroom import (
     check_answer,
     draw_slides,
     format_code,
+    instructor_by_sign_in,
+    instructor_orgs,
     instructor_password_ok,
     new_code,
     normalise_code,
@@ -185,3 +187,15 @@ def test_instructor_password_is_refused_unless_configured_and_equal(monkeypatch)
     assert instructor_password_ok("s3cret")
     for wrong in ("", "s3cre", "s3cret ", "S3CRET", None, 0, ["s3cret"]):
         assert not instructor_password_ok(wrong)
+
+
+def test_sign_in_counts_only_members_of_a_named_organisation(monkeypatch):
+    member = {"preferred_username": "ana", "orgs": [{"preferred_username": "Path-Course", "name": "Pathology course"}]}
+    monkeypatch.delenv("PATHGEN_INSTRUCTOR_ORGS", raising=False)
+    assert instructor_orgs() == frozenset() and not instructor_by_sign_in(member)  # no organisation named: nobody
+    monkeypatch.setenv("PATHGEN_INSTRUCTOR_ORGS", " path-course , other-lab,")
+    assert instructor_orgs() == {"path-course", "other-lab"}
+    assert instructor_by_sign_in(member)
+    outsider = {"preferred_username": "bo", "orgs": [{"preferred_username": "elsewhere", "name": "path-course"}]}
+    for profile in (outsider, None, {}, {"orgs": None}, {"orgs": ["path-course"]}, "path-course"):
+        assert not instructor_by_sign_in(profile)  # a display name or a bare string is no membership

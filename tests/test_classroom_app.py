@@ -11,13 +11,16 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
+from gradio.helpers import special_args
 from gradio_client import Client
 
 import app
 import ui.classroom
+import ui.errors
 import ui.instructor
 from pathgen.classroom import FailureThrottle
 from pathgen.data import TISSUE_CLASSES
@@ -203,6 +206,37 @@ def test_instructor_actions_are_refused_without_the_right_password(url, monkeypa
     assert "closed" in status
     assert "Tick" in c.predict(PASSWORD, code, False, api_name="/assignment_delete")
     assert "deleted" in c.predict(PASSWORD, code, True, api_name="/assignment_delete")
+
+
+def test_signed_in_members_of_an_instructor_organisation_need_no_password(monkeypatch, storage):
+    import gradio as gr
+
+    services = SimpleNamespace(storage=storage)
+    member = gr.OAuthProfile({"name": "Ana", "preferred_username": "ana", "profile": "", "picture": "",
+                              "orgs": [{"preferred_username": "path-course"}]})
+    monkeypatch.delenv("PATHGEN_INSTRUCTOR_PASSWORD", raising=False)
+    monkeypatch.setenv("PATHGEN_INSTRUCTOR_ORGS", "path-course")
+    ui.instructor.check_password(services, "", None, member)
+    with pytest.raises(ValueError, match="Sign in with Hugging Face"):
+        ui.instructor.check_password(services, "", None, None)
+    monkeypatch.setenv("PATHGEN_INSTRUCTOR_ORGS", "another-course")
+    with pytest.raises(ValueError, match="Sign in"):
+        ui.instructor.check_password(services, "", None, member)
+
+
+def test_the_sign_in_button_appears_only_on_a_space_with_sign_in_and_organisations(monkeypatch):
+    monkeypatch.setenv("PATHGEN_INSTRUCTOR_ORGS", "path-course")
+    assert not ui.instructor.sign_in_offered()  # not a Space
+    monkeypatch.setenv("SPACE_ID", "someone/pathgen")
+    assert not ui.instructor.sign_in_offered()  # a Space without hf_oauth in its front matter
+    monkeypatch.setenv("OAUTH_CLIENT_ID", "abc")
+    assert ui.instructor.sign_in_offered()
+    monkeypatch.delenv("PATHGEN_INSTRUCTOR_ORGS")
+    assert not ui.instructor.sign_in_offered()
+    # gradio hands each instructor action the sign-in profile: an API call's inputs gain a None in its place.
+    handler = ui.errors.bind(ui.instructor.dashboard_results, None)
+    inputs, *_ = special_args(handler, ["password", "CODE"], request=None)
+    assert inputs == ["password", "CODE", None, None]  # gr.Request, then the (absent) profile
 
 
 def test_guessing_codes_is_slowed(url):

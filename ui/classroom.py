@@ -147,6 +147,9 @@ def assignment_answer(services: Services, box: SessionBox, answer: object, slide
         return show_next(services, attempt, feedback)
 
 
+TAB_ID = "class"
+
+
 def open_from_link(request: gr.Request) -> str:
     """Fills the code box from the page's `?assignment=CODE` link."""
     value = request.query_params.get("assignment", "") if request is not None else ""
@@ -154,6 +157,16 @@ def open_from_link(request: gr.Request) -> str:
         return format_code(normalise_code(value))
     except ClassroomError:
         return gr.skip()
+
+
+def tab_from_link(request: gr.Request) -> gr.Tabs:
+    """Opens the Class tab when the page's link names an assignment (`?assignment=CODE`)."""
+    value = request.query_params.get("assignment", "") if request is not None else ""
+    try:
+        normalise_code(value)
+    except ClassroomError:
+        return gr.skip()
+    return gr.Tabs(selected=TAB_ID)
 
 
 def build(services: Services) -> None:

@@ -1,7 +1,8 @@
 """Instructor tab: create assignments, follow a class's results, export them as CSV, close or delete.
 
-Every action needs the instructor password ($PATHGEN_INSTRUCTOR_PASSWORD), compared in constant time; with no
-password configured the tab refuses everything. Repeated wrong passwords from one client are slowed down.
+Every action needs the instructor password ($PATHGEN_INSTRUCTOR_PASSWORD), compared in constant time, or, on a
+Space with Hugging Face sign-in, a signed-in member of an organisation named in $PATHGEN_INSTRUCTOR_ORGS. With
+neither configured the tab refuses everything. Repeated wrong passwords from one client are slowed down.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from pathgen.classroom import (
+    ORGS_ENV,
     PASSWORD_ENV,
     AssignmentSettings,
     ClassroomError,
@@ -23,6 +25,8 @@ from pathgen.classroom import (
     Slide,
     draw_slides,
     format_code,
+    instructor_by_sign_in,
+    instructor_orgs,
     instructor_password_ok,
     normalise_code,
 )
@@ -34,14 +38,26 @@ from .classroom import NO_DATABASE, client_key, slide_image
 from .errors import bind, guard
 from .inputs import TISSUE_CHOICES
 from .services import Services
+from .widgets import tile_gallery
 
 # Wrong passwords per client address; one per process.
 PASSWORD_THROTTLE = FailureThrottle()
 MODE_CHOICES = (("Name the tissue", "label"), ("Real or synthetic?", "real_or_synthetic"))
 
 
-def check_password(services: Services, password: object, request: gr.Request | None) -> None:
-    """Raises ClassroomError unless the password is right; wrong tries from one client are slowed."""
+def sign_in_offered() -> bool:
+    """Hugging Face sign-in is shown where the Space enables it (it sets OAUTH_CLIENT_ID) and organisations are named."""
+    return bool(os.environ.get("SPACE_ID") and os.environ.get("OAUTH_CLIENT_ID") and instructor_orgs())
+
+
+def check_password(services: Services, password: object, request: gr.Request | None,
+                   profile: gr.OAuthProfile | None = None) -> None:
+    """Raises ClassroomError unless the password is right or the signed-in user belongs to an instructor
+    organisation; wrong passwords from one client are slowed."""
+    if instructor_by_sign_in(profile):
+        if services.storage is None:
+            raise ClassroomError(NO_DATABASE)
+        return
     client = client_key(request)
     if (wait := PASSWORD_THROTTLE.wait_s(client)) > 0:
         raise ClassroomError(f"Too many wrong passwords from here; wait {wait:.0f} s.")
@@ -49,7 +65,9 @@ def check_password(services: Services, password: object, request: gr.Request | N
         if password:  # an empty or missing password is no guess
             PASSWORD_THROTTLE.failure(client)
         if not os.environ.get(PASSWORD_ENV):
-            raise ClassroomError(f"Instructor pages are off: the server has no {PASSWORD_ENV} set.")
+            if instructor_orgs():
+                raise ClassroomError("Sign in with Hugging Face as a member of an instructor organisation.")
+            raise ClassroomError(f"Instructor pages are off: the server has no {PASSWORD_ENV} or {ORGS_ENV} set.")
         raise ClassroomError("Wrong instructor password.")
     PASSWORD_THROTTLE.success(client)
     if services.storage is None:
@@ -79,9 +97,9 @@ def assignment_link(code: str, request: gr.Request | None) -> str:
 
 def assignment_create(services: Services, password: object, n_questions: object, difficulty: object,
                       classes: object, real_share: object, mode: object, shuffle: object,
-                      request: gr.Request) -> tuple:
+                      request: gr.Request, profile: gr.OAuthProfile | None = None) -> tuple:
     """Creates an assignment with a fixed draw; returns its code and the link that opens the app on it."""
-    check_password(services, password, request)
+    check_password(services, password, request, profile)
     settings = AssignmentSettings.parse(n_questions, difficulty, classes, real_share, mode, shuffle)
     slides = draw_slides(settings, services.bank, services.real_labels, threshold=services.threshold)
     record = services.storage.create_assignment(settings.to_dict(), [s.to_dict() for s in slides])
@@ -92,9 +110,10 @@ def assignment_create(services: Services, password: object, n_questions: object,
     return message, format_code(record.code)
 
 
-def assignment_list(services: Services, password: object, request: gr.Request) -> str:
+def assignment_list(services: Services, password: object, request: gr.Request,
+                    profile: gr.OAuthProfile | None = None) -> str:
     """Every assignment: code, created, open or closed, students."""
-    check_password(services, password, request)
+    check_password(services, password, request, profile)
     rows = [f"| {format_code(r.code)} | {r.created_at:%Y-%m-%d %H:%M} UTC | {len(r.slides)} | "
             f"{'closed' if r.closed else 'open'} | {len(services.storage.students(r.code))} |"
             for r in services.storage.assignments()]
@@ -128,9 +147,10 @@ def summary_markdown(code: str, closed: bool, results: ClassResults) -> str:
             f"{_pct(synthetic.accuracy)} right ({synthetic.right}/{synthetic.asked}).")
 
 
-def dashboard_results(services: Services, password: object, code: object, request: gr.Request) -> tuple:
+def dashboard_results(services: Services, password: object, code: object, request: gr.Request,
+                    profile: gr.OAuthProfile | None = None) -> tuple:
     """The class's results: summary, per-class accuracy, confusion matrix, hardest slides, per-student table, CSV."""
-    check_password(services, password, request)
+    check_password(services, password, request, profile)
     code = _code(code)
     record = _record(services, code)
     slides = [Slide.from_dict(s) for s in record.slides]
@@ -161,9 +181,10 @@ def write_csv(code: str, text: str) -> Path:
     return path
 
 
-def assignment_close(services: Services, password: object, code: object, request: gr.Request) -> str:
+def assignment_close(services: Services, password: object, code: object, request: gr.Request,
+                    profile: gr.OAuthProfile | None = None) -> str:
     """Closes an assignment: no more joins or answers; results stay."""
-    check_password(services, password, request)
+    check_password(services, password, request, profile)
     code = _code(code)
     if not services.storage.close_assignment(code):
         raise ClassroomError(f"No assignment {format_code(code)}.")
@@ -171,9 +192,9 @@ def assignment_close(services: Services, password: object, code: object, request
 
 
 def assignment_delete(services: Services, password: object, code: object, confirm: object,
-                      request: gr.Request) -> str:
+                      request: gr.Request, profile: gr.OAuthProfile | None = None) -> str:
     """Deletes an assignment with every student's answers, once confirmed."""
-    check_password(services, password, request)
+    check_password(services, password, request, profile)
     code = _code(code)
     if confirm is not True:
         raise ClassroomError("Tick “I understand this deletes every answer” first.")
@@ -185,6 +206,9 @@ def assignment_delete(services: Services, password: object, code: object, confir
 def build(services: Services) -> None:
     gr.Markdown("### Instructor\nCreate an assignment for your class and follow its results. Needs the instructor "
                 f"password (`{PASSWORD_ENV}` on the server).")
+    if sign_in_offered():
+        gr.LoginButton(value="Sign in with Hugging Face (instructors)")
+        gr.Markdown(f"Members of {', '.join(sorted(instructor_orgs()))} may sign in instead of typing the password.")
     password = gr.Textbox(label="Instructor password", type="password", max_length=200, elem_id="instructor-password")
     with gr.Accordion("New assignment", open=True):
         with gr.Row():
@@ -206,7 +230,7 @@ def build(services: Services) -> None:
         per_class = gr.Dataframe(headers=["Tissue", "Right", "Asked", "Accuracy"], label="Per-class accuracy",
                                  interactive=False)
         confusion = gr.Plot(label="Class confusion matrix")
-    hardest = gr.Gallery(label="Hardest slides", columns=6, format="png", object_fit="contain", height="auto")
+    hardest = tile_gallery("Hardest slides (fewest right answers)", columns=6, elem_id="instructor-hardest")
     students = gr.Dataframe(headers=["Nickname", "Answered", "Of", "Right", "Accuracy", "Real", "Synthetic",
                                      "Median s per slide"], label="Students", interactive=False,
                             elem_id="instructor-students")
