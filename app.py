@@ -63,6 +63,11 @@ def create_app(assets_dir: str | os.PathLike | None = None, storage: Any = None)
                     module.build(services)
                 if hasattr(module, "tab_from_link"):  # a link that names this tab's content opens the tab
                     demo.load(module.tab_from_link, None, tabs, api_visibility="private", queue=False)
+    # gradio's queue rebuilds a pandas summary of up to GRADIO_ANALYTICS_MAX_EVENTS past events after every event
+    # (for its /monitoring page): a cost per answer that grows with the class. Every 200 events over the last
+    # 2000 instead, unless the deployment sets them; read when the queue is made.
+    os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "200")
+    os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "2000")
     # Quiz and browsing handlers are light; generation is capped at one at a time by its own limit.
     demo.queue(default_concurrency_limit=8)
     return demo

@@ -4,7 +4,8 @@
 
 Without --url it starts `python app.py` itself, once per database in --databases (SQLite in a temporary file;
 PostgreSQL at --postgres-url, default $PATHGEN_TEST_POSTGRES_URL), creates an assignment, and lets every student
-join and answer its slides, pausing --pause-min to --pause-max seconds between answers as a class does. It
+join (arriving over --arrival-s seconds) and answer its slides, pausing --pause-min to --pause-max seconds between
+answers as a class does; the students run as gradio_client threads in --client-processes processes. It
 prints answers sent (acknowledged), answers stored (read back from the dashboard's CSV), lost and duplicated
 answers, p50/p95 latency of an answer, and the server's CPU time per answer. Then a saturation run: fewer
 students answering with no pause at all, for answers per second.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import multiprocessing
 import os
 import random
 import secrets
@@ -26,6 +28,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -41,6 +44,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pause-max", type=float, default=8.0, help="Longest pause between a student's answers (s).")
     parser.add_argument("--saturation-students", type=int, default=10,
                         help="Students answering with no pause in the saturation run (0: skip it).")
+    parser.add_argument("--arrival-s", type=float, default=20.0,
+                        help="Students of the paced run arrive (connect and join) spread uniformly over this many "
+                             "seconds, as a class opening a link does (0: all in the same instant).")
+    parser.add_argument("--client-processes", type=int, default=4,
+                        help="Processes the students are spread over (threads within each); one process for 100 "
+                             "gradio_client threads spends its time contending for the interpreter lock.")
     parser.add_argument("--url", default=None, help="A running app to drive (default: start one per database).")
     parser.add_argument("--password", default=os.environ.get("PATHGEN_INSTRUCTOR_PASSWORD"),
                         help="Instructor password of the app at --url (default: $PATHGEN_INSTRUCTOR_PASSWORD).")
@@ -72,7 +81,11 @@ def start_app(database_url: str, password: str, timeout: float) -> tuple[subproc
     port = free_port()
     env = {**os.environ, "PATHGEN_DATABASE_URL": database_url, "PATHGEN_INSTRUCTOR_PASSWORD": password,
            "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False"}
-    process = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+    # A session of its own puts the server in its own scheduling group (Linux autogroup), so the 100 client
+    # threads share the cores with it as one group rather than crowding it out thread by thread, as students'
+    # browsers on their own machines cannot.
+    process = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, start_new_session=True,
+                               stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     url, deadline = f"http://127.0.0.1:{port}/", time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -85,17 +98,27 @@ def start_app(database_url: str, password: str, timeout: float) -> tuple[subproc
     raise SystemExit(f"The app did not start within {timeout:.0f} s.")
 
 
-def student(url: str, code: str, nickname: str, slides: int, pauses: list[float], out: dict) -> None:
-    """Joins and answers every slide; records each acknowledged answer's latency."""
+def student(url: str, code: str, nickname: str, slides: int, pauses: list[float], out: dict,
+            arrival_s: float = 0.0) -> None:
+    """Arrives, joins and answers every slide; records each acknowledged answer's latency."""
     from gradio_client import Client
 
+    time.sleep(arrival_s)
+    stage = "connect"
     try:
-        client = Client(url, verbose=False)
+        # gradio_client's own file download opens a new connection and temporary file per image, several times
+        # the server's cost per answer; the student fetches each slide's image on one connection, as a browser does.
+        client = Client(url, verbose=False, download_files=False)
+        images = httpx.Client(timeout=30)
+        stage = "join"
         _, _, _, _, slide, _ = client.predict(code, nickname, "", api_name="/assignment_join")
+        stage = "answer"
         for i in range(slides):
             time.sleep(pauses[i])
             started = time.perf_counter()
-            _, _, _, next_slide, feedback = client.predict("adipose", slide, api_name="/assignment_answer")
+            _, image, _, next_slide, feedback = client.predict("adipose", slide, api_name="/assignment_answer")
+            if isinstance(image, dict) and image.get("url"):
+                images.get(image["url"]).raise_for_status()
             elapsed = time.perf_counter() - started
             if feedback.startswith("⚠️"):
                 out["errors"].append(feedback)
@@ -104,11 +127,23 @@ def student(url: str, code: str, nickname: str, slides: int, pauses: list[float]
             out["acknowledged"][nickname] += 1
             slide = next_slide
     except Exception as error:  # a failed student is counted, not fatal to the benchmark
-        out["errors"].append(repr(error)[:200])
+        out["errors"].append(f"{stage}: {repr(error)[:200]}")
+
+
+def student_group(url: str, code: str, slides: int, plans: list[tuple[str, list[float], float]]) -> dict:
+    """One client process: its students as threads, so 100 students do not contend for one interpreter lock."""
+    out = {"latencies": [], "errors": [], "acknowledged": Counter()}
+    threads = [threading.Thread(target=student, args=(url, code, nickname, slides, pauses, out, arrival))
+               for nickname, pauses, arrival in plans]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
 
 
 def run_class(url: str, password: str, students: int, slides: int, pause: tuple[float, float], seed: int,
-              server_pid: int | None) -> dict:
+              server_pid: int | None, processes: int = 1, arrival_s: float = 0.0) -> dict:
     from gradio_client import Client
 
     instructor = Client(url, verbose=False)
@@ -117,15 +152,16 @@ def run_class(url: str, password: str, students: int, slides: int, pause: tuple[
     if not message.startswith("Created"):
         raise SystemExit(f"Could not create an assignment: {message}")
     rng = random.Random(seed)
+    plans = [(f"s{i:03d}", [rng.uniform(*pause) for _ in range(slides)], rng.uniform(0, arrival_s))
+             for i in range(students)]
+    groups = [plans[i::processes] for i in range(processes)]
     out = {"latencies": [], "errors": [], "acknowledged": Counter()}
-    threads = [threading.Thread(target=student, args=(url, code, f"s{i:03d}", slides,
-                                                      [rng.uniform(*pause) for _ in range(slides)], out))
-               for i in range(students)]
     cpu_before, started = cpu_seconds(server_pid) if server_pid else None, time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for part in pool.map(student_group, [url] * processes, [code] * processes, [slides] * processes, groups):
+            out["latencies"] += part["latencies"]
+            out["errors"] += part["errors"]
+            out["acknowledged"].update(part["acknowledged"])
     wall = time.perf_counter() - started
     cpu_after = cpu_seconds(server_pid) if server_pid else None
     csv_path = instructor.predict(password, code, api_name="/dashboard_results")[5]
@@ -158,11 +194,13 @@ def report(label: str, result: dict) -> None:
 
 
 def run_all(args: argparse.Namespace, url: str, password: str, pid: int | None, label: str) -> dict:
-    paced = run_class(url, password, args.students, args.slides, (args.pause_min, args.pause_max), args.seed, pid)
+    paced = run_class(url, password, args.students, args.slides, (args.pause_min, args.pause_max), args.seed, pid,
+                      min(args.client_processes, args.students), args.arrival_s)
     report(f"[{label}] paced", paced)
     results = {"paced": paced}
     if args.saturation_students:
-        burst = run_class(url, password, args.saturation_students, args.slides, (0.0, 0.0), args.seed, pid)
+        burst = run_class(url, password, args.saturation_students, args.slides, (0.0, 0.0), args.seed, pid,
+                          min(args.client_processes, args.saturation_students))
         report(f"[{label}] saturation (no pause)", burst)
         results["saturation"] = burst
     return results

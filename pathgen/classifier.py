@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -110,6 +111,11 @@ class TissueClassifier(nn.Module):
         }
         save_file(state, folder / WEIGHTS_NAME)
         (folder / CONFIG_NAME).write_text(json.dumps(asdict(self.config), indent=2) + "\n")
+
+    @staticmethod
+    def weights_sha256(path: str | os.PathLike) -> str:
+        """SHA-256 of a saved classifier's weights file: names the model whose outputs were stored elsewhere."""
+        return hashlib.sha256((Path(path) / WEIGHTS_NAME).read_bytes()).hexdigest()
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike) -> TissueClassifier:

@@ -409,3 +409,35 @@ def test_the_model_card_shows_the_figures_of_the_files_it_reads(tmp_path):
                        "real_called_synthetic": {"judgements": 20, "rate": 0.3, "ci95": [0.12, 0.54]}}]}))
     card = model_card(load_services(tmp_path))
     assert "synthetic tiles spotted overall: 62.5%" in card and "| Cancer-associated stroma | 70.0% (20) | 30.0% (20) |" in card
+
+
+def test_shared_tiles_are_files_written_once_and_named_by_content(tmp_path, monkeypatch):
+    import numpy as np
+    from PIL import Image
+
+    from ui.widgets import SCALE, tile_file
+
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    tile = np.random.default_rng(0).integers(0, 256, (28, 28, 3), dtype=np.uint8)
+    path = tile_file(tile)
+    written = os.stat(path).st_mtime_ns
+    shown = np.asarray(Image.open(path))
+    assert shown.shape == (28 * SCALE, 28 * SCALE, 3) and (shown[::SCALE, ::SCALE] == tile).all()
+    assert tile_file(tile.copy()) == path and os.stat(path).st_mtime_ns == written  # never rewritten in place
+    other = tile.copy()
+    other[0, 0, 0] ^= 1
+    assert tile_file(other) != path
+    assert not list(Path(path).parent.glob("*.part"))
+
+
+def test_confusion_tables_show_every_count_in_its_cell_and_escape_labels():
+    import numpy as np
+
+    from ui.widgets import confusion_html
+
+    matrix = np.array([[3, 0], [1, 2]])
+    table = confusion_html(matrix, ["<b>A</b>", "B"], "rows: truth")
+    rows = table.split("<tr>")[2:]
+    assert [[cell.split(">", 1)[1].split("<")[0] for cell in row.split("<td")[1:]] for row in rows] == [["3", ""], ["1", "2"]]
+    assert "&lt;b&gt;A&lt;/b&gt;" in table and "<b>A</b>" not in table
+    assert "rgba(31,119,180,0.90)" in rows[0]  # the largest count is the darkest cell

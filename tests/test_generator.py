@@ -346,3 +346,17 @@ def test_held_out_of_reports_a_saved_generator_and_trains_nothing(tmp_path, fixt
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(report["held_out_x0_mse"]["per_level"]) == {str(s) for s in train_generator.HELD_OUT_LEVELS}
     assert report["held_out_x0_mse"]["mean"] > 0 and not (tmp_path / "runs").exists()
+
+
+def test_ema_decays_differ_from_the_first_step_of_a_fine_tune():
+    update_ema = train_generator.update_ema
+    model, ema_short, ema_long = (torch.nn.Linear(1, 1, bias=False) for _ in range(3))
+    for m, value in ((model, 1.0), (ema_short, 0.0), (ema_long, 0.0)):
+        torch.nn.init.constant_(m.weight, value)
+    update_ema(ema_short, model, step=10, decay=0.9)
+    update_ema(ema_long, model, step=10, decay=0.99)
+    assert ema_short.weight.item() == ema_long.weight.item()  # the warm-up average hides the decay early on
+    for ema, decay in ((ema_short, 0.9), (ema_long, 0.99)):
+        torch.nn.init.constant_(ema.weight, 0.0)
+        update_ema(ema, model, step=100, decay=decay, warmup=False)
+    assert ema_short.weight.item() == pytest.approx(0.1) and ema_long.weight.item() == pytest.approx(0.01)

@@ -4,10 +4,12 @@ import json
 
 import numpy as np
 
+from pathgen.classifier import TissueClassifier
 from pathgen.data import DATA_CITATION, NUM_CLASSES, load_split
 from pathgen.storage import Storage
+from tests.conftest import ASSETS
 from training import evaluate_classifier, export_real_examples, realism_report
-from ui.services import _read_real
+from ui.services import _read_real, stored_real_probabilities
 
 
 def test_export_real_examples_writes_what_the_app_loads(tmp_path, fixture_dir):
@@ -19,11 +21,19 @@ def test_export_real_examples_writes_what_the_app_loads(tmp_path, fixture_dir):
     val_images, val_labels = load_split("val", fixture_dir)
     assert np.array_equal(images, val_images[indices]) and np.array_equal(labels, val_labels[indices])
     assert DATA_CITATION in attribution and "CC BY 4.0" in attribution
+    classifier = TissueClassifier.from_pretrained(ASSETS / "classifier")
+    stored = stored_real_probabilities(output, ASSETS / "classifier", len(images))
+    assert np.allclose(stored, classifier.predict_proba(images), atol=1e-5)
+    # Another classifier's weights: the stored view is not used.
+    other = tmp_path / "other"
+    classifier.save_pretrained(other, half=False)
+    assert stored_real_probabilities(output, other, len(images)) is None
 
 
 def test_the_shipped_real_examples_hold_64_val_tiles_per_class():
-    _, labels, indices, attribution = _read_real(export_real_examples.Path("assets/real_examples.npz"))
+    images, labels, indices, attribution = _read_real(ASSETS / "real_examples.npz")
     assert np.bincount(labels, minlength=NUM_CLASSES).min() >= 64
+    assert stored_real_probabilities(ASSETS / "real_examples.npz", ASSETS / "classifier", len(images)) is not None
     assert len(set(indices.tolist())) == len(indices) and "CC BY 4.0" in attribution
 
 

@@ -205,8 +205,11 @@ def held_out_tiles(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor
 
 
 @torch.no_grad()
-def update_ema(ema, model, step: int, decay: float) -> None:
-    rate = min(decay, (1 + step) / (10 + step))
+def update_ema(ema, model, step: int, decay: float, warmup: bool = True) -> None:
+    """Moves `ema` toward `model`. The warm-up (a short average early on) forgets a random initialisation fast;
+    it also makes every decay the same average until (1 + step) / (10 + step) passes it (step 9000 for 0.999),
+    so a fine-tune, whose start is already a trained model, runs without it."""
+    rate = min(decay, (1 + step) / (10 + step)) if warmup else decay
     for ema_param, param in zip(ema.parameters(), model.parameters(), strict=True):
         ema_param.lerp_(param, 1 - rate)
 
@@ -264,7 +267,7 @@ def train_step(state: TrainingState, train_x: torch.Tensor, train_y: torch.Tenso
     state.lr_schedule.step()
     state.step += 1
     for ema, decay in zip(state.emas, args.ema_decays, strict=True):
-        update_ema(ema, state.unet, state.step, decay)
+        update_ema(ema, state.unet, state.step, decay, warmup=not args.init_from)
     return loss.item()
 
 

@@ -32,7 +32,7 @@ from pathgen.classroom import (
 from .errors import bind, guard, shown
 from .services import Services
 from .sessions import SessionBox
-from .widgets import enlarge
+from .widgets import tile_file
 
 MAX_RESPONSE_MS = 3_600_000  # a slide left open for over an hour counts as an hour
 # Wrong codes (and taken nicknames) per client address: slows anyone trying codes in bulk. One per process.
@@ -66,7 +66,7 @@ def client_key(request: gr.Request | None) -> str:
 
 def slide_image(services: Services, slide: Slide):
     images = services.bank.images if slide.synthetic else services.real_images
-    return enlarge(images[slide.index])
+    return tile_file(images[slide.index])
 
 
 def show_next(services: Services, attempt: Attempt, feedback: str) -> tuple:

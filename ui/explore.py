@@ -64,7 +64,7 @@ def explore_generate(services: Services, tissue: object, view: list, progress=gr
     """Runs the live generate-and-validate loop for a few fresh tiles of one tissue type."""
     c = inputs.tissue(tissue).index
     batch, note = bounded_generation(services, c, EXPLORE_FRESH, threshold=services.threshold, progress=progress)
-    gallery, fresh_view = tile_rows(batch.images, batch.probabilities, "synthetic", c)
+    gallery, fresh_view = tile_rows(batch.images, batch.probabilities, "synthetic", c, shared=False)
     real_view = [row for row in (view or []) if row[0] == "real"]
     stats = (f"**{batch.accepted} accepted, {batch.generated - batch.accepted} rejected** "
              f"(acceptance rate {batch.acceptance_rate:.0%}, threshold {batch.threshold:.2f}).{note}")

@@ -64,7 +64,7 @@ def generate(services: Services, tissue: object, n: object, seed: object, steps:
     stats = (f"{outcome} Generated {batch.generated} in {rounds} round(s), acceptance rate "
              f"{batch.acceptance_rate:.0%}, threshold {batch.threshold:.2f}, {profile} profile. "
              f"Seed {batch.seed} repeats this run.{note}")
-    gallery, view = tile_rows(batch.images, batch.probabilities, "synthetic", c)
+    gallery, view = tile_rows(batch.images, batch.probabilities, "synthetic", c, shared=False)
     return gallery, stats, view, None, None
 
 

@@ -13,8 +13,6 @@ import tempfile
 from pathlib import Path
 
 import gradio as gr
-import numpy as np
-from matplotlib.figure import Figure
 
 from pathgen.classroom import (
     ORGS_ENV,
@@ -38,10 +36,11 @@ from .classroom import NO_DATABASE, client_key, slide_image
 from .errors import bind, guard
 from .inputs import TISSUE_CHOICES
 from .services import Services
-from .widgets import tile_gallery
+from .widgets import confusion_html, tile_gallery
 
 # Wrong passwords per client address; one per process.
 PASSWORD_THROTTLE = FailureThrottle()
+CONFUSION_CAPTION = "The class's answers: rows are the truth, columns what students chose."
 MODE_CHOICES = (("Name the tissue", "label"), ("Real or synthetic?", "real_or_synthetic"))
 
 
@@ -122,22 +121,6 @@ def assignment_list(services: Services, password: object, request: gr.Request,
     return "| Code | Created | Slides | State | Students |\n|---|---|---|---|---|\n" + "\n".join(rows)
 
 
-def confusion_figure(matrix: np.ndarray, labels: tuple[str, ...]) -> Figure:
-    # A bare Figure, not pyplot: pyplot keeps global state that concurrent sessions would share.
-    figure = Figure(figsize=(6.5, 5.5), layout="tight")
-    axis = figure.add_subplot()
-    axis.imshow(matrix, cmap="Blues", vmin=0, vmax=max(1, int(matrix.max())))
-    for row, col in zip(*np.nonzero(matrix), strict=True):
-        axis.text(col, row, str(matrix[row, col]), ha="center", va="center",
-                  color="white" if matrix[row, col] > matrix.max() / 2 else "black")
-    axis.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
-    axis.set_yticks(range(len(labels)), labels, fontsize=8)
-    axis.set_xlabel("the class's answer")
-    axis.set_ylabel("truth")
-    axis.set_title("Class confusion matrix (rows: truth)")
-    return figure
-
-
 def summary_markdown(code: str, closed: bool, results: ClassResults) -> str:
     real, synthetic = results.by_source["real"], results.by_source["synthetic"]
     return (f"### {format_code(code)} ({'closed' if closed else 'open'})\n"
@@ -167,7 +150,8 @@ def dashboard_results(services: Services, password: object, code: object, reques
                    for r in results.per_student]
     csv_path = write_csv(code, results_csv(code, slides, answers))
     return (summary_markdown(code, record.closed, results), per_class,
-            confusion_figure(results.confusion, results.confusion_labels), hardest, per_student, str(csv_path))
+            confusion_html(results.confusion, results.confusion_labels, CONFUSION_CAPTION), hardest, per_student,
+            str(csv_path))
 
 
 def write_csv(code: str, text: str) -> Path:
@@ -229,7 +213,7 @@ def build(services: Services) -> None:
     with gr.Row():
         per_class = gr.Dataframe(headers=["Tissue", "Right", "Asked", "Accuracy"], label="Per-class accuracy",
                                  interactive=False)
-        confusion = gr.Plot(label="Class confusion matrix")
+        confusion = gr.HTML(elem_id="instructor-confusion")
     hardest = tile_gallery("Hardest slides (fewest right answers)", columns=6, elem_id="instructor-hardest")
     students = gr.Dataframe(headers=["Nickname", "Answered", "Of", "Right", "Accuracy", "Real", "Synthetic",
                                      "Median s per slide"], label="Students", interactive=False,

@@ -4,12 +4,10 @@ import time
 from datetime import datetime, timezone
 
 import gradio as gr
-import numpy as np
-from matplotlib.figure import Figure
 
 from pathgen import learning as progress_rules
 from pathgen import scheduling
-from pathgen.data import CLASS_NAMES, NUM_CLASSES, TISSUE_CLASSES
+from pathgen.data import CLASS_NAMES, TISSUE_CLASSES
 from pathgen.quiz import (
     DIFFICULTIES,
     MAX_QUESTIONS,
@@ -27,28 +25,13 @@ from . import inputs
 from .errors import bind, guard
 from .services import Services
 from .sessions import SessionBox
-from .widgets import enlarge
+from .widgets import confusion_html, tile_file
 
+CONFUSION_CAPTION = "Your answers: rows are the true tissue, columns what you chose."
 START_HINT = "Choose your settings and press **Start quiz**."
 DEFAULT_REAL_PERCENT = 50
 MAX_PENDING = 200
 REAL_INFO = "Real tiles are PathMNIST validation tiles; each tile says whether it was real only after you answer."
-
-
-def confusion_figure(matrix: np.ndarray) -> Figure:
-    # A bare Figure, not pyplot: pyplot keeps global state that concurrent sessions would share.
-    figure = Figure(figsize=(7, 6), layout="tight")
-    axis = figure.add_subplot()
-    axis.imshow(matrix, cmap="Blues", vmin=0, vmax=max(1, int(matrix.max())))
-    for row, col in zip(*np.nonzero(matrix), strict=True):
-        axis.text(col, row, str(matrix[row, col]), ha="center", va="center",
-                  color="white" if matrix[row, col] > matrix.max() / 2 else "black")
-    axis.set_xticks(range(NUM_CLASSES), CLASS_NAMES, rotation=45, ha="right", fontsize=8)
-    axis.set_yticks(range(NUM_CLASSES), CLASS_NAMES, fontsize=8)
-    axis.set_xlabel("your answer")
-    axis.set_ylabel("true tissue")
-    axis.set_title("Your answers (rows: truth, columns: what you chose)")
-    return figure
 
 
 def ratio(tally: tuple[int, int] | None) -> str:
@@ -73,8 +56,8 @@ def real_tiles(services: Services) -> RealTiles:
     return services.extras["real_tiles"]
 
 
-def slide_image(services: Services, source: str, index: int) -> np.ndarray:
-    return enlarge(services.real_images[index] if source == "real" else services.bank.images[index])
+def slide_image(services: Services, source: str, index: int) -> str:
+    return tile_file(services.real_images[index] if source == "real" else services.bank.images[index])
 
 
 def show_question(services: Services, box: SessionBox) -> tuple:
@@ -82,7 +65,7 @@ def show_question(services: Services, box: SessionBox) -> tuple:
     status = (f"**Question {quiz.position + 1} of {quiz.total}** · score {quiz.score} / {quiz.position} · "
               f"{quiz.kind} round")
     return (box, slide_image(services, quiz.current_source, quiz.current_question), status, None, "", None, "",
-            gr.Plot(None, visible=False))
+            gr.HTML("", visible=False))
 
 
 def quiz_start(services: Services, box: SessionBox, n_questions: object, difficulty: object, focus: object,
@@ -139,7 +122,8 @@ def quiz_answer(services: Services, box: SessionBox, choice: object) -> tuple:
     finished = quiz.finished
     return (box, gr.skip(), status + (" · finished" if finished else ""), gr.skip(), text,
             dict(feedback.classifier_top3), summary_markdown(quiz) if finished else "",
-            gr.Plot(confusion_figure(summary(quiz).confusion), visible=True) if finished else gr.skip())
+            gr.HTML(confusion_html(summary(quiz).confusion, CLASS_NAMES, CONFUSION_CAPTION), visible=True)
+            if finished else gr.skip())
 
 
 def answer_record(services: Services, feedback) -> dict:
@@ -201,7 +185,7 @@ def build(services: Services) -> None:
             feedback = gr.Markdown(elem_id="quiz-feedback")
             label = gr.Label(num_top_classes=3, label="What the classifier thought")
     summary_text = gr.Markdown()
-    plot = gr.Plot(label="Your confusion matrix", visible=False)
+    plot = gr.HTML(visible=False, elem_id="quiz-confusion")
     box = gr.State(SessionBox())
 
     outputs = [box, image, status, choice, feedback, label, summary_text, plot]

@@ -11,7 +11,7 @@ from . import inputs
 from .errors import bind, guard
 from .services import Services
 from .sessions import SessionBox
-from .widgets import enlarge
+from .widgets import tile_file
 
 CALLS = ("real", "synthetic")
 logger = logging.getLogger("pathgen.app")
@@ -19,7 +19,7 @@ logger = logging.getLogger("pathgen.app")
 
 def tile_image(services: Services, state: RealismRound):
     source, index = state.current
-    return enlarge(services.real_images[index] if source == "real" else services.bank.images[index])
+    return tile_file(services.real_images[index] if source == "real" else services.bank.images[index])
 
 
 def summary_markdown(state: RealismRound) -> str:

@@ -90,6 +90,17 @@ def _read_real(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     return images, labels, indices, attribution
 
 
+def stored_real_probabilities(path: Path, classifier_dir: Path, count: int) -> np.ndarray | None:
+    """The classifier's probabilities stored with the real tiles, if they came from these very weights."""
+    with np.load(path) as arrays:
+        if "probabilities" not in arrays or "classifier_sha256" not in arrays:
+            return None
+        probabilities, made_by = arrays["probabilities"].astype(np.float32), str(arrays["classifier_sha256"])
+    if probabilities.shape != (count, NUM_CLASSES) or made_by != TissueClassifier.weights_sha256(classifier_dir):
+        return None
+    return probabilities
+
+
 def load_services(folder: str | os.PathLike, storage: Any = None) -> Services:
     """Loads every asset or raises AssetError saying which one failed and how to rebuild it."""
     folder = Path(folder)
@@ -106,9 +117,13 @@ def load_services(folder: str | os.PathLike, storage: Any = None) -> Services:
     backend = load("generator", lambda p: _read_json(p / GENERATOR_CONFIG_NAME).get("backend", "unknown"))
     bank = load("bank", ImageBank.load)
     real_images, real_labels, real_indices, attribution = load("real_examples.npz", _read_real)
+    real_probabilities = load("real_examples.npz", lambda p: stored_real_probabilities(
+        p, folder / "classifier", len(real_images)))
+    if real_probabilities is None:  # another classifier, or an export without them: a slower start
+        real_probabilities = classifier.predict_proba(real_images)
     return Services(classifier=classifier, generator=generator, generator_backend=backend, bank=bank,
                     real_images=real_images, real_labels=real_labels,
-                    real_probabilities=classifier.predict_proba(real_images), real_indices=real_indices,
+                    real_probabilities=real_probabilities, real_indices=real_indices,
                     attribution=attribution, generator_metrics=load("metrics/generator.json", _read_json),
                     classifier_metrics=load("classifier/metrics.json", _read_json), assets_dir=folder,
                     realism_metrics=load(REALISM, _read_json) if (folder / REALISM).is_file() else {}, storage=storage)

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import html
+import os
+import tempfile
+from pathlib import Path
+
 import gradio as gr
 import numpy as np
+from PIL import Image
 
 from pathgen.data import CLASS_NAMES
 
@@ -41,6 +48,25 @@ def enlarge(image: np.ndarray) -> np.ndarray:
     return np.repeat(np.repeat(image, SCALE, axis=0), SCALE, axis=1)
 
 
+def tile_file(image: np.ndarray) -> str:
+    """The enlarged tile as a PNG file, written once (atomically) and named by its content.
+
+    For tiles many users see at once (bank and real tiles, an assignment's slides). gradio caches a returned
+    array by rewriting the same file in place on every request, so a second user's request can truncate the
+    file while the first is still downloading it; a returned path is copied into gradio's cache once, by rename.
+    """
+    image = np.ascontiguousarray(image, dtype=np.uint8)
+    folder = Path(tempfile.gettempdir()) / "pathgen-tiles"
+    path = folder / f"{hashlib.sha256(image.tobytes() + str(image.shape).encode()).hexdigest()[:32]}.png"
+    if not path.exists():
+        folder.mkdir(exist_ok=True)
+        descriptor, partial = tempfile.mkstemp(dir=folder, suffix=".part")
+        os.close(descriptor)
+        Image.fromarray(enlarge(image)).save(partial, format="PNG")
+        os.replace(partial, path)
+    return str(path)
+
+
 def tile_gallery(label: str, columns: int, height: int | str = "auto", **kwargs) -> gr.Gallery:
     """A gallery of enlarged tiles with its title above it (gradio's own label floats over the first tiles)."""
     gr.Markdown(f"**{label}**", elem_classes=["gallery-title"])
@@ -54,10 +80,13 @@ def as_label(probabilities: np.ndarray | list[float]) -> dict[str, float]:
     return {name: float(p) for name, p in zip(CLASS_NAMES, probabilities, strict=True)}
 
 
-def tile_rows(images: np.ndarray, probabilities: np.ndarray, kind: str, c: int) -> tuple[list, list]:
+def tile_rows(images: np.ndarray, probabilities: np.ndarray, kind: str, c: int,
+              shared: bool = True) -> tuple[list, list]:
     """Gallery items captioned with the classifier's probability for class c, and the rows kept per session
-    so that a clicked tile's full probabilities can be shown."""
-    gallery = [(enlarge(im), f"{p[c]:.0%}") for im, p in zip(images, probabilities, strict=True)]
+    so that a clicked tile's full probabilities can be shown. `shared` tiles (bank, real) go as files written
+    once; freshly generated ones, seen by one user, as arrays."""
+    show = tile_file if shared else enlarge
+    gallery = [(show(im), f"{p[c]:.0%}") for im, p in zip(images, probabilities, strict=True)]
     return gallery, [[kind, [float(x) for x in p]] for p in probabilities]
 
 
@@ -68,3 +97,24 @@ def tile_confidence(view: list, position: object) -> tuple:
         return None, PICK_HINT
     kind, probabilities = view[index]
     return as_label(probabilities), f"The classifier's view of this **{kind}** tile."
+
+
+def confusion_html(matrix: np.ndarray, labels: tuple[str, ...] | list[str], caption: str) -> str:
+    """A confusion matrix as a shaded HTML table (rows: truth, columns: the answer).
+
+    A table rather than a rendered plot: it costs microseconds instead of a quarter of a second of server CPU per
+    finished quiz, wraps on a phone, and screen readers can read it."""
+    matrix = np.asarray(matrix, dtype=np.int64)
+    top = max(1, int(matrix.max()))
+    header = "".join(f"<th scope='col' style='writing-mode:vertical-rl;transform:rotate(180deg);font-weight:normal;"
+                     f"padding:2px'>{html.escape(name)}</th>" for name in labels)
+    rows = []
+    for name, counts in zip(labels, matrix, strict=True):
+        cells = "".join(
+            f"<td style='text-align:center;min-width:1.6em;background:rgba(31,119,180,{0.9 * n / top:.2f});"
+            f"color:{'white' if n > top / 2 else 'inherit'}'>{n if n else ''}</td>" for n in counts)
+        rows.append(f"<tr><th scope='row' style='text-align:right;font-weight:normal;padding-right:4px'>"
+                    f"{html.escape(name)}</th>{cells}</tr>")
+    return (f"<div style='overflow-x:auto'><table class='confusion' style='border-collapse:collapse;font-size:0.8em'>"
+            f"<caption style='caption-side:top;text-align:left'>{html.escape(caption)}</caption>"
+            f"<tr><th></th>{header}</tr>{''.join(rows)}</table></div>")
