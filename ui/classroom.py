@@ -150,23 +150,24 @@ def assignment_answer(services: Services, box: SessionBox, answer: object, slide
 TAB_ID = "class"
 
 
-def open_from_link(request: gr.Request) -> str:
-    """Fills the code box from the page's `?assignment=CODE` link."""
+def linked_code(request: gr.Request | None) -> str | None:
+    """The assignment code a page's `?assignment=CODE` link names, normalised; None when there is no valid one."""
     value = request.query_params.get("assignment", "") if request is not None else ""
     try:
-        return format_code(normalise_code(value))
+        return normalise_code(value)
     except ClassroomError:
-        return gr.skip()
+        return None
+
+
+def open_from_link(request: gr.Request) -> str:
+    """Fills the code box from the page's `?assignment=CODE` link."""
+    code = linked_code(request)
+    return gr.skip() if code is None else format_code(code)
 
 
 def tab_from_link(request: gr.Request) -> gr.Tabs:
     """Opens the Class tab when the page's link names an assignment (`?assignment=CODE`)."""
-    value = request.query_params.get("assignment", "") if request is not None else ""
-    try:
-        normalise_code(value)
-    except ClassroomError:
-        return gr.skip()
-    return gr.Tabs(selected=TAB_ID)
+    return gr.skip() if linked_code(request) is None else gr.Tabs(selected=TAB_ID)
 
 
 def build(services: Services) -> None:

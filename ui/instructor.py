@@ -49,15 +49,8 @@ def sign_in_offered() -> bool:
     return bool(os.environ.get("SPACE_ID") and os.environ.get("OAUTH_CLIENT_ID") and instructor_orgs())
 
 
-def check_password(services: Services, password: object, request: gr.Request | None,
-                   profile: gr.OAuthProfile | None = None) -> None:
-    """Raises ClassroomError unless the password is right or the signed-in user belongs to an instructor
-    organisation; wrong passwords from one client are slowed."""
-    if instructor_by_sign_in(profile):
-        if services.storage is None:
-            raise ClassroomError(NO_DATABASE)
-        return
-    client = client_key(request)
+def check_typed_password(password: object, client: str) -> None:
+    """Raises ClassroomError unless the password is right; wrong passwords from one client are slowed."""
     if (wait := PASSWORD_THROTTLE.wait_s(client)) > 0:
         raise ClassroomError(f"Too many wrong passwords from here; wait {wait:.0f} s.")
     if not instructor_password_ok(password):
@@ -69,6 +62,14 @@ def check_password(services: Services, password: object, request: gr.Request | N
             raise ClassroomError(f"Instructor pages are off: the server has no {PASSWORD_ENV} or {ORGS_ENV} set.")
         raise ClassroomError("Wrong instructor password.")
     PASSWORD_THROTTLE.success(client)
+
+
+def check_password(services: Services, password: object, request: gr.Request | None,
+                   profile: gr.OAuthProfile | None = None) -> None:
+    """Raises ClassroomError unless the password is right or the signed-in user belongs to an instructor
+    organisation; wrong passwords from one client are slowed."""
+    if not instructor_by_sign_in(profile):
+        check_typed_password(password, client_key(request))
     if services.storage is None:
         raise ClassroomError(NO_DATABASE)
 
