@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,6 +26,8 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+
+from benchmarks.utils import api_client, cpu_seconds, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 TARGETS = {"startup_s": 30.0, "explore_switch_ms": 300.0, "next_question_ms": 100.0, "quiz_p95_s": 1.0}
@@ -79,26 +80,9 @@ def server_side_times(assets: str, repeats: int) -> dict[str, list[float]]:
     return {"explore_switch": explore, "next_question": next_question}
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process (Linux /proc), or None where that is unavailable."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def load_test(assets: str, users: int, questions: int, startup_timeout: float, think_s: float, seed: int) -> dict:
     """Latencies (s) of every quiz call by `users` simultaneous sessions, the errors, the wall time and the
     server's CPU seconds, which tell server cost apart from the clients' own (they share this machine)."""
-    from gradio_client import Client
-
     port = free_port()
     env = {**os.environ, "PATHGEN_ASSETS_DIR": assets, "GRADIO_SERVER_PORT": str(port),
            "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_ANALYTICS_ENABLED": "False"}
@@ -129,10 +113,10 @@ def load_test(assets: str, users: int, questions: int, startup_timeout: float, t
         errors: list[str] = []
         lock = threading.Lock()
         # Event latency only: a browser fetches the slide image separately, from gradio's file route.
-        clients = [Client(url, verbose=False, download_files=False) for _ in range(users)]
+        clients = [api_client(url, download_files=False) for _ in range(users)]
         barrier = threading.Barrier(users)
 
-        def timed(client: Client, *args, api_name: str) -> None:
+        def timed(client, *args, api_name: str) -> None:
             started = time.perf_counter()
             error = None
             try:
@@ -145,7 +129,7 @@ def load_test(assets: str, users: int, questions: int, startup_timeout: float, t
                 if error:
                     errors.append(error)
 
-        def trainee(client: Client, pauses: np.random.Generator) -> None:
+        def trainee(client, pauses: np.random.Generator) -> None:
             def think() -> None:
                 time.sleep(think_s * pauses.uniform(0.5, 1.5))
 

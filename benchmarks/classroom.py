@@ -20,7 +20,6 @@ import multiprocessing
 import os
 import random
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import httpx
+
+from benchmarks.utils import api_client, cpu_seconds, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -63,20 +64,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cpu_seconds(pid: int) -> float | None:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return None
-
-
 def start_app(database_url: str, password: str, timeout: float) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "PATHGEN_DATABASE_URL": database_url, "PATHGEN_INSTRUCTOR_PASSWORD": password,
@@ -101,14 +88,12 @@ def start_app(database_url: str, password: str, timeout: float) -> tuple[subproc
 def student(url: str, code: str, nickname: str, slides: int, pauses: list[float], out: dict,
             arrival_s: float = 0.0) -> None:
     """Arrives, joins and answers every slide; records each acknowledged answer's latency."""
-    from gradio_client import Client
-
     time.sleep(arrival_s)
     stage = "connect"
     try:
         # gradio_client's own file download opens a new connection and temporary file per image, several times
         # the server's cost per answer; the student fetches each slide's image on one connection, as a browser does.
-        client = Client(url, verbose=False, download_files=False)
+        client = api_client(url, download_files=False)
         images = httpx.Client(timeout=30)
         stage = "join"
         _, _, _, _, slide, _ = client.predict(code, nickname, "", api_name="/assignment_join")
@@ -144,9 +129,7 @@ def student_group(url: str, code: str, slides: int, plans: list[tuple[str, list[
 
 def run_class(url: str, password: str, students: int, slides: int, pause: tuple[float, float], seed: int,
               server_pid: int | None, processes: int = 1, arrival_s: float = 0.0) -> dict:
-    from gradio_client import Client
-
-    instructor = Client(url, verbose=False)
+    instructor = api_client(url)
     message, code = instructor.predict(password, slides, "mixed", ["adipose", "stroma", "mucus", "debris"], 50, "label",
                                        True, api_name="/assignment_create")
     if not message.startswith("Created"):

@@ -14,6 +14,7 @@ import pytest
 from gradio_client import Client
 
 import app
+from benchmarks.utils import api_client
 from pathgen.data import TISSUE_CLASSES
 from pathgen.storage import Storage
 from ui import explore, generate
@@ -53,7 +54,7 @@ def url(storage):
 
 @pytest.fixture
 def client(url) -> Client:
-    return Client(url, verbose=False)
+    return api_client(url)
 
 
 def status_of(outputs: tuple) -> str:
@@ -125,7 +126,7 @@ def test_quiz_refuses_bad_inputs(client):
 
 
 def test_two_clients_at_once_keep_separate_quizzes(url):
-    first, second = Client(url, verbose=False), Client(url, verbose=False)
+    first, second = api_client(url), api_client(url)
     started = {}
 
     def start(name: str, client: Client, n: int) -> None:
@@ -147,7 +148,7 @@ def test_two_clients_at_once_keep_separate_quizzes(url):
 
 def test_generate_returns_accepted_tiles_and_refuses_bad_values(client, url):
     # A session that has generated nothing has no tile to explain (this client may have tiles from other tests).
-    assert "No tiles are shown yet" in Client(url, verbose=False).predict(0, api_name="/generate_confidence")[1]
+    assert "No tiles are shown yet" in api_client(url).predict(0, api_name="/generate_confidence")[1]
     gallery, stats, _, _ = client.predict("mucus", 2, "5", 4, 2.0, 0.5, api_name="/generate")
     assert len(gallery) <= 2 and "Seed 5 repeats this run" in stats and "acceptance rate" in stats
     assert "Seed " in client.predict("mucus", 1, "", 2, 2.0, 0.5, api_name="/generate")[1]  # blank: random
@@ -308,7 +309,7 @@ def test_a_real_or_synthetic_round_stores_anonymous_counts(client, storage):
 
 
 def test_two_clients_keep_separate_real_or_synthetic_rounds(url):
-    first, second = Client(url, verbose=False), Client(url, verbose=False)
+    first, second = api_client(url), api_client(url)
     first.predict(3, False, api_name="/real_or_synthetic_start")
     second.predict(5, False, api_name="/real_or_synthetic_start")
     assert "Tile 2 of 3" in first.predict("real", api_name="/real_or_synthetic_answer")[1]

@@ -22,6 +22,7 @@ import app
 import ui.classroom
 import ui.errors
 import ui.instructor
+from benchmarks.utils import api_client
 from pathgen.classroom import FailureThrottle
 from pathgen.data import TISSUE_CLASSES
 from pathgen.storage import Storage
@@ -71,7 +72,7 @@ def fresh_throttles(monkeypatch):
 
 
 def client(url) -> Client:
-    return Client(url, verbose=False)
+    return api_client(url)
 
 
 def create(c: Client, n=6, classes=("adipose", "stroma", "mucus"), real=50, mode="label") -> str:
