@@ -31,6 +31,12 @@ def test_tiny_study_runs_end_to_end(tmp_path):
     assert len(gain["per_seed"]) == 2 and gain["ci95"][0] <= gain["mean"] <= gain["ci95"][1]
     assert set(report["tstr_ratio"]) == {"val", "held_out_test"}
     assert report["generated"]["guided"]["acceptance"]["Adipose tissue"]["accepted"] == 2
+    tables = augmentation_study.markdown_tables(report)
+    reference = report["arms"]["reference"]["held_out_test"]["accuracy"]
+    assert f"| reference: all of train | 54 | {reference['mean']:.3f} ± {reference['sd']:.3f} |" in tables
+    assert f"| c - a | {gain['mean']:+.3f} [{gain['ci95'][0]:+.3f}, {gain['ci95'][1]:+.3f}] |" in tables
+    printed = augmentation_study.main(augmentation_study.parse_args(["--print-report", str(tmp_path / "augmentation.json")]))
+    assert printed == report
     # A rerun finds both generated sets in the cache.
     cached = sorted(p.name for p in (tmp_path / "runs" / "sets").iterdir())
     assert [name.split("-")[0] for name in cached] == ["guided", "unguided"]

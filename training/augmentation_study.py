@@ -69,6 +69,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--plot", default="assets/metrics/augmentation.png", help="The figure.")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=False, help="bfloat16 autocast in training.")
+    parser.add_argument("--print-report", default=None, metavar="JSON",
+                        help="Print the tables of an existing report (markdown) and exit; nothing is trained.")
     return parser.parse_args(argv)
 
 
@@ -175,6 +177,34 @@ def plot(arms: dict, path: Path) -> None:
     figure.savefig(path, dpi=120)
 
 
+ARM_NAMES = {"a": "a. target shots alone", "b": "b. + unguided synthetic", "c": "c. + synthetic guided by the shots",
+             "d": "d. shots + HED stain / colour jitter", "e_synthetic": "e. synthetic only (TSTR)",
+             "e_real": "e. real train tiles only, same count", "reference": "reference: all of train"}
+
+
+def markdown_tables(report: dict) -> str:
+    """The arms (held-out test, mean ± sd over seeds), the paired gains with their 95% intervals, and TSTR."""
+    def pm(stat: dict) -> str:
+        return f"{stat['mean']:.3f} ± {stat['sd']:.3f}" if stat["sd"] is not None else f"{stat['mean']:.3f}"
+
+    def interval(gain: dict) -> str:
+        return "n/a" if gain["ci95"] is None else f"[{gain['ci95'][0]:+.3f}, {gain['ci95'][1]:+.3f}]"
+
+    lines = ["| arm | training tiles | accuracy | macro-F1 |", "| --- | --- | --- | --- |"]
+    for name, arm in report["arms"].items():
+        test = arm["held_out_test"]
+        lines.append(f"| {ARM_NAMES.get(name, name)} | {report['runs'][name]['train_tiles']} | {pm(test['accuracy'])} "
+                     f"| {pm(test['macro_f1'])} |")
+    lines += ["", "| gain | accuracy (95% interval) | macro-F1 (95% interval) |", "| --- | --- | --- |"]
+    for label, gain in report["gains"].items():
+        acc, f1 = gain["accuracy"], gain["macro_f1"]
+        lines.append(f"| {label} | {acc['mean']:+.3f} {interval(acc)} | {f1['mean']:+.3f} {interval(f1)} |")
+    lines += ["", "| TSTR ratio (synthetic-only / real-only) | accuracy | macro-F1 |", "| --- | --- | --- |"]
+    for split, ratio in report["tstr_ratio"].items():
+        lines.append(f"| {split} | {ratio['accuracy']:.3f} | {ratio['macro_f1']:.3f} |")
+    return "\n".join(lines)
+
+
 def load_data(args: argparse.Namespace) -> tuple[dict, np.ndarray]:
     train_x, train_y = load_split("train", args.data_dir, args.download)
     test_x, test_y = load_split("test", args.data_dir, args.download)
@@ -187,6 +217,10 @@ def load_data(args: argparse.Namespace) -> tuple[dict, np.ndarray]:
 
 
 def main(args: argparse.Namespace) -> dict:
+    if args.print_report:
+        report = json.loads(Path(args.print_report).read_text())
+        print(markdown_tables(report))
+        return report
     if args.threads:
         torch.set_num_threads(args.threads)
     started = time.time()
@@ -210,6 +244,7 @@ def main(args: argparse.Namespace) -> dict:
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
     plot(arms, Path(args.plot))
+    print(markdown_tables(report))
     return report
 
 
