@@ -3,6 +3,7 @@ browser costs."""
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import ssl
@@ -27,14 +28,16 @@ def cpu_seconds(pid: int) -> float | None:
 
 
 # gradio_client sends every request through httpx's module-level functions, and each of those builds a new TLS
-# context from the CA bundle (about 100 ms of CPU), even for plain http. Simulated students share the cores with
-# the server, so that cost would be measured as the server's slowness. One context, verified against the same
-# bundle httpx uses by default, is built once and handed to every client.
-_TLS_CONTEXT = ssl.create_default_context(cafile=certifi.where())
+# context from the CA bundle, even for plain http. Simulated students share the cores with the server, so that
+# cost would be measured as the server's slowness. One context, verified against the same bundle httpx uses by
+# default, is built once per process (on first use, so `--help` stays quick) and handed to every client.
+@functools.cache
+def shared_tls_context() -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def api_client(url: str, **kwargs):
     """A gradio_client.Client for `url` that reuses one verified TLS context; kwargs go to Client."""
     from gradio_client import Client
 
-    return Client(url, verbose=False, ssl_verify=_TLS_CONTEXT, **kwargs)
+    return Client(url, verbose=False, ssl_verify=shared_tls_context(), **kwargs)

@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -14,7 +13,7 @@ import pytest
 from gradio_client import Client
 
 import app
-from benchmarks.utils import api_client
+from benchmarks.utils import api_client, free_port
 from pathgen.data import TISSUE_CLASSES
 from pathgen.storage import Storage
 from ui import explore, generate
@@ -27,12 +26,6 @@ ASSETS = Path(os.environ.get(app.ASSETS_ENV) or REPO / "assets")
 ENDPOINTS = {"/explore_show", "/explore_confidence", "/explore_generate", "/quiz_start", "/quiz_answer", "/quiz_next",
              "/quiz_review", "/generate", "/generate_confidence", "/real_or_synthetic_start",
              "/real_or_synthetic_answer", "/compare_show", "/progress_show", "/practice_due"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

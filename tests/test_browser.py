@@ -3,7 +3,6 @@ that survives a reload (and only in that browser), the Explore and Quiz tabs on 
 student who opens an assignment link while the instructor watches the result arrive."""
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ if not CHROMIUM.exists():
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
 import app  # noqa: E402
+from benchmarks.utils import free_port  # noqa: E402
 from pathgen.storage import Storage  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -32,9 +32,7 @@ expect.set_options(timeout=60_000)
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home from tests
     storage = Storage.from_url(f"sqlite:///{tmp_path_factory.mktemp('state') / 'pathgen.sqlite3'}")
     demo = app.create_app(ASSETS, storage=storage)

@@ -5,7 +5,6 @@ slide under simultaneous submits, and a server killed mid-assignment that keeps 
 import csv
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ import app
 import ui.classroom
 import ui.errors
 import ui.instructor
-from benchmarks.utils import api_client
+from benchmarks.utils import api_client, free_port
 from pathgen.classroom import FailureThrottle
 from pathgen.data import TISSUE_CLASSES
 from pathgen.storage import Storage
@@ -34,12 +33,6 @@ ENDPOINTS = {"/assignment_create", "/assignment_join", "/assignment_answer", "/d
              "/assignment_delete", "/assignment_list"}
 START_TIMEOUT_S = 600  # generous: start-up takes seconds on an idle machine, minutes on a crowded one
 NAME_TO_KEY = {c.name: c.key for c in TISSUE_CLASSES}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
