@@ -59,17 +59,22 @@ def derive_seed(*keys: int) -> int:
 
 def generate_unfiltered(generator: ImageGenerator, class_index: int, n: int, *, run_seed: int, stream: int,
                         batch_size: int = DEFAULT_BATCH_SIZE, steps: int | None = None,
-                        guidance: float | None = None, profile: str = "live") -> np.ndarray:
+                        guidance: float | None = None, profile: str = "live",
+                        on_batch: Callable[[int], None] | None = None) -> np.ndarray:
     """`n` images of one class with no classifier in the loop, in calls of at most `batch_size`.
 
     Call seeds derive from (run_seed, stream, class_index, start), so scripts that draw from different
-    streams never see the same noise.
+    streams never see the same noise. `on_batch(size)` is called after every call (e.g. a progress bar's update).
     """
     batch_size = min(batch_size, MAX_IMAGES_PER_CALL)
-    return np.concatenate([generator.generate(class_index, min(batch_size, n - start),
-                                              seed=derive_seed(run_seed, stream, class_index, start),
-                                              steps=steps, guidance=guidance, profile=profile)
-                           for start in range(0, n, batch_size)])
+    batches = []
+    for start in range(0, n, batch_size):
+        batches.append(generator.generate(class_index, min(batch_size, n - start),
+                                          seed=derive_seed(run_seed, stream, class_index, start),
+                                          steps=steps, guidance=guidance, profile=profile))
+        if on_batch is not None:
+            on_batch(len(batches[-1]))
+    return np.concatenate(batches)
 
 
 def pack_image_seed(call_seed: int, call_size: int, position: int) -> int:

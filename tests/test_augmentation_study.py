@@ -42,6 +42,34 @@ def test_tiny_study_runs_end_to_end(tmp_path):
     assert [name.split("-")[0] for name in cached] == ["guided", "unguided"]
 
 
+def tiny_argv(tmp_path, *extra: str) -> list[str]:
+    return ["--data-dir", str(FIXTURE_DIR), "--shot-counts", "3", "1", "1", "3", "1", "1", "1", "1", "3",
+            "--synthetic-per-class", "1", "--tstr-per-class", "1", "--seeds", "0", "1", "--steps", "1",
+            "--batch-size", "4", "--train-limit", "27", "--strength", "0.3", "--threshold", "0.5",
+            "--runs-dir", str(tmp_path / "runs"), "--output", str(tmp_path / "augmentation.json"),
+            "--plot", str(tmp_path / "augmentation.png"), *extra]
+
+
+def test_study_resumes_from_its_finished_runs(tmp_path, monkeypatch, capsys):
+    out_of_time = augmentation_study.main(augmentation_study.parse_args(tiny_argv(tmp_path, "--segment-minutes", "0")))
+    assert out_of_time is None and not (tmp_path / "augmentation.json").exists()
+    assert "after 0 of 14 runs" in capsys.readouterr().out
+    report = augmentation_study.main(augmentation_study.parse_args(tiny_argv(tmp_path)))
+    stored = sorted((tmp_path / "runs" / "results").glob("*.json"))
+    assert len(stored) == 14
+    trained = []
+    real_train = augmentation_study.train
+    monkeypatch.setattr(augmentation_study, "train", lambda *a: trained.append(a[-1]) or real_train(*a))
+    stored[0].unlink()  # one run lost: only that one is trained again
+    again = augmentation_study.main(augmentation_study.parse_args(tiny_argv(tmp_path)))
+    assert len(trained) == 1
+    # Training is seeded, so the retrained run scores as before (only its wall time differs).
+    assert again["arms"] == report["arms"] and again["gains"] == report["gains"]
+    # Another recipe is another run, not a reuse of these.
+    augmentation_study.main(augmentation_study.parse_args(tiny_argv(tmp_path, "--lr", "0.05")))
+    assert len(trained) == 1 + 14
+
+
 def test_batches_cover_every_tile_before_repeating():
     batches = list(batch_indices(10, 5, 4, torch.Generator().manual_seed(0)))
     assert all(len(b) == 4 for b in batches)

@@ -6,7 +6,7 @@ from pathgen.classifier import TissueClassifier
 from pathgen.generation import MAX_IMAGES_PER_CALL
 from pathgen.generator import PixelDiffusionGenerator, UNetShape, build_noise_scheduler, build_unet
 from pathgen.memorisation import NearCopyReference
-from pathgen.validation import generate_validated, regenerate, unpack_image_seed
+from pathgen.validation import generate_unfiltered, generate_validated, regenerate, unpack_image_seed
 
 STEPS = 2  # random weights: image quality is irrelevant, only the loop's bookkeeping is tested
 
@@ -109,3 +109,12 @@ def test_excluded_images_are_regenerated_and_counted(models, reachable):
     # Everything else the first call kept is kept again: only the excluded image changed the run.
     first_call = [s for s in plain.seeds[1:] if unpack_image_seed(s)[0] == unpack_image_seed(plain.seeds[0])[0]]
     assert set(first_call) <= set(guarded.seeds.tolist())
+
+
+def test_unfiltered_reports_each_call_and_keeps_its_images(models):
+    generator, _ = models
+    sizes = []
+    reported = generate_unfiltered(generator, 2, 5, run_seed=3, stream=0, batch_size=2, steps=2, on_batch=sizes.append)
+    assert sizes == [2, 2, 1]
+    silent = generate_unfiltered(generator, 2, 5, run_seed=3, stream=0, batch_size=2, steps=2)
+    assert reported.shape == (5, 28, 28, 3) and np.array_equal(reported, silent)

@@ -12,14 +12,18 @@ once (--shot-seed); every arm is evaluated on the rest of test, never on the sho
   reference: all of train, tested on the held-out test tiles.
 Every classifier is train_classifier's ResNet-18 recipe for the same --steps (training/classifier_recipe.py),
 once per --seeds; gains are paired by seed (mean, sd, 95% t-interval). Generated sets are cached under
---runs-dir keyed by the model hashes and settings, so a rerun only retrains. This study uses the test split as
-a second centre; the shipped classifier and its test figures are untouched.
+--runs-dir keyed by the model hashes and settings, and so is every finished (arm, seed) run, keyed by its tiles,
+recipe and seed: with --segment-minutes a long study runs in segments, each rerun of the command going on
+where the last stopped. This study uses the test split as a second centre; the shipped classifier and its test
+figures are untouched.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import math
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -64,7 +68,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--train-limit", type=int, default=None, help="Use only the first N train tiles (tests).")
     parser.add_argument("--generator", default="assets/generator", help="Generator folder.")
     parser.add_argument("--classifier", default="assets/classifier", help="Classifier that validates generated tiles.")
-    parser.add_argument("--runs-dir", default="runs/augmentation", help="Cache of generated sets.")
+    parser.add_argument("--runs-dir", default="runs/augmentation",
+                        help="Cache of generated sets and of finished runs (a rerun only trains what is missing).")
+    parser.add_argument("--segment-minutes", type=float, default=None,
+                        help="Start no new training after this many minutes; rerun the same command to continue.")
     parser.add_argument("--output", default="assets/metrics/augmentation.json", help="The JSON report.")
     parser.add_argument("--plot", default="assets/metrics/augmentation.png", help="The figure.")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
@@ -119,8 +126,34 @@ def paired_gain(first: list[float], second: list[float]) -> dict:
     return result
 
 
-def run_arms(args: argparse.Namespace, data: dict, sets: dict) -> dict:
-    """Trains every arm once per seed; returns per-seed scores keyed by arm, then test set."""
+def arrays_digest(*arrays: np.ndarray) -> str:
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(str((array.dtype.str, array.shape)).encode())
+        digest.update(np.ascontiguousarray(array).data)
+    return digest.hexdigest()
+
+
+def run_path(args: argparse.Namespace, name: str, train_digest: str, test_digest: str, recipe: Recipe, seed: int) -> Path:
+    """Where one arm's run for one seed is stored: keyed by its training tiles, the test tiles, recipe and seed."""
+    text = json.dumps({"arm": name, "train": train_digest, "test": test_digest, "recipe": asdict(recipe), "seed": seed},
+                      sort_keys=True)
+    return Path(args.runs_dir) / "results" / f"{name}-seed{seed}-{hashlib.sha256(text.encode()).hexdigest()[:16]}.json"
+
+
+def train_and_score(images: np.ndarray, labels: np.ndarray, recipe: Recipe, seed: int, data: dict, with_val: bool) -> dict:
+    started = time.time()
+    model = train(images, labels, recipe, seed)
+    run = {"seed": seed, "held_out_test": score(model, *data["held_out"]), "train_s": time.time() - started}
+    if with_val:
+        run["val"] = score(model, *data["val"])
+    return run
+
+
+def run_arms(args: argparse.Namespace, data: dict, sets: dict) -> dict | None:
+    """Trains every arm once per seed; returns per-seed scores keyed by arm, then test set. Each finished run is
+    stored under --runs-dir and reused, so a run cut short by --segment-minutes (None returned) resumes."""
+    deadline = math.inf if args.segment_minutes is None else time.time() + 60 * args.segment_minutes
     shots_x, shots_y = data["shots"]
     unguided, guided = sets["unguided"], sets["guided"]
     tstr = first_per_class(unguided["labels"], args.tstr_per_class)
@@ -135,16 +168,25 @@ def run_arms(args: argparse.Namespace, data: dict, sets: dict) -> dict:
         "reference": (*data["train"], 0.0),
     }
     results = {name: {"train_tiles": len(labels), "runs": []} for name, (_, labels, _) in arms.items()}
+    digests = {name: arrays_digest(images, labels) for name, (images, labels, _) in arms.items()}
+    test_digest = arrays_digest(*data["held_out"], *data["val"])
     for seed in args.seeds:
         for name, (images, labels, stain) in arms.items():
-            started = time.time()
             recipe = Recipe(steps=args.steps, batch_size=args.batch_size, lr=args.lr, stain_strength=stain, bf16=args.bf16)
-            model = train(images, labels, recipe, seed)
-            run = {"seed": seed, "held_out_test": score(model, *data["held_out"]), "train_s": time.time() - started}
-            if name.startswith("e_"):
-                run["val"] = score(model, *data["val"])
+            path = run_path(args, name, digests[name], test_digest, recipe, seed)
+            if path.is_file():
+                run = json.loads(path.read_text())
+            elif time.time() > deadline:
+                done = sum(len(r["runs"]) for r in results.values())
+                print(f"Segment time is up after {done} of {len(arms) * len(args.seeds)} runs; rerun the same command "
+                      "to continue (finished runs are kept under --runs-dir).", flush=True)
+                return None
+            else:
+                run = train_and_score(images, labels, recipe, seed, data, with_val=name.startswith("e_"))
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(run, indent=2) + "\n")
+                print(json.dumps({"arm": name, **run}), flush=True)
             results[name]["runs"].append(run)
-            print(json.dumps({"arm": name, **run}), flush=True)
     return results
 
 
@@ -216,7 +258,7 @@ def load_data(args: argparse.Namespace) -> tuple[dict, np.ndarray]:
     return data, shot_indices
 
 
-def main(args: argparse.Namespace) -> dict:
+def main(args: argparse.Namespace) -> dict | None:
     if args.print_report:
         report = json.loads(Path(args.print_report).read_text())
         print(markdown_tables(report))
@@ -228,6 +270,8 @@ def main(args: argparse.Namespace) -> dict:
     shots_x, shots_y = data["shots"]
     sets = generated_sets(args, {c: shots_x[shots_y == c] for c in range(NUM_CLASSES)}, shot_indices)
     results = run_arms(args, data, sets)
+    if results is None:
+        return None
     arms, gains, tstr = summary(results)
     report = {
         "command": command_line("training.augmentation_study", args),
@@ -240,6 +284,7 @@ def main(args: argparse.Namespace) -> dict:
         "generated": {name: {k: v for k, v in s.items() if k not in ("images", "labels")} for name, s in sets.items()},
         "arms": arms, "gains": gains, "tstr_ratio": tstr, "runs": results, "paper_2": PAPER_2,
         "wall_time_min": (time.time() - started) / 60,
+        "training_min": sum(run["train_s"] for arm in results.values() for run in arm["runs"]) / 60,
     }
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(report, indent=2) + "\n")

@@ -35,6 +35,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
 from pathgen.bank import ImageBank  # noqa: E402
 from pathgen.classifier import TissueClassifier  # noqa: E402
@@ -249,20 +250,22 @@ def plot_pairs(pairs: dict, path: Path) -> None:
 def generate_sets(generator, classifier: TissueClassifier, counts: list[int], args: argparse.Namespace,
                   started: float) -> tuple[list, list, list]:
     """Unfiltered tiles at the profile, unfiltered tiles without guidance, and validated batches, per class."""
-    def unfiltered(stream: int, guidance: float) -> list[np.ndarray]:
-        return [generate_unfiltered(generator, c, count, run_seed=args.seed, stream=stream, batch_size=args.batch_size,
-                                    steps=args.steps, guidance=guidance, profile=args.profile)
-                for c, count in enumerate(counts)]
+    def unfiltered(stream: int, guidance: float, desc: str) -> list[np.ndarray]:
+        with tqdm(total=sum(counts), desc=desc, mininterval=30) as progress:
+            return [generate_unfiltered(generator, c, count, run_seed=args.seed, stream=stream,
+                                        batch_size=args.batch_size, steps=args.steps, guidance=guidance,
+                                        profile=args.profile, on_batch=progress.update)
+                    for c, count in enumerate(counts)]
 
     log(started, f"generating {sum(counts)} unfiltered images")
-    generated = unfiltered(UNFILTERED, args.guidance)
+    generated = unfiltered(UNFILTERED, args.guidance, "unfiltered")
     log(started, f"generating {sum(counts)} unfiltered images without guidance")
-    unguided = unfiltered(UNGUIDED, UNGUIDED_SCALE)
+    unguided = unfiltered(UNGUIDED, UNGUIDED_SCALE, "unguided")
     log(started, f"generating {args.validated_per_class} validated images per class")
     batches = [generate_validated(generator, classifier, c, args.validated_per_class, threshold=args.threshold,
                                   max_attempts=args.max_attempts, seed=derive_seed(args.seed, VALIDATED, c),
                                   steps=args.steps, guidance=args.guidance, profile=args.profile)
-               for c in range(NUM_CLASSES)]
+               for c in tqdm(range(NUM_CLASSES), desc="validated (classes)")]
     return generated, unguided, batches
 
 
