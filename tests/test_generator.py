@@ -335,6 +335,10 @@ def test_edm_recipe_runs_in_segments_with_several_ema_snapshots(tmp_path, fixtur
     logged = [json.loads(line) for line in (runs / "log.jsonl").read_text().splitlines()]
     assert set(logged[-1]["held_out_x0_mse"]) == {"0.1", "0.99"}
     assert all(0 < value < 10 for value in logged[-1]["held_out_x0_mse"].values())
+    for decay in ("0.1", "0.99"):
+        per_level = logged[-1]["held_out_x0_mse_per_level"][decay]
+        assert np.mean(list(per_level.values())) == pytest.approx(logged[-1]["held_out_x0_mse"][decay])
+        assert 0 < logged[-1]["held_out_x0_mse_geometric"][decay] < logged[-1]["held_out_x0_mse"][decay]
     with pytest.raises(ValueError, match="EMA snapshots"):
         train_generator.main(train_generator.parse_args([*common, "--max-steps", "4", "--ema-decays", "0.1"]))
 
@@ -346,6 +350,10 @@ def test_held_out_of_reports_a_saved_generator_and_trains_nothing(tmp_path, fixt
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(report["held_out_x0_mse"]["per_level"]) == {str(s) for s in train_generator.HELD_OUT_LEVELS}
     assert report["held_out_x0_mse"]["mean"] > 0 and not (tmp_path / "runs").exists()
+    levels = np.array(list(report["held_out_x0_mse"]["per_level"].values()))
+    # The geometric mean is below the arithmetic one unless every level's error is the same.
+    assert report["held_out_x0_mse"]["geometric_mean"] == pytest.approx(float(np.exp(np.log(levels).mean())))
+    assert levels.min() < report["held_out_x0_mse"]["geometric_mean"] < levels.mean()
 
 
 def test_ema_decays_differ_from_the_first_step_of_a_fine_tune():
