@@ -13,7 +13,7 @@ from pathgen.generator import PixelDiffusionGenerator, UNetShape, build_noise_sc
 from pathgen.judge import JudgeConfig, TissueJudge
 from pathgen.validation import regenerate, unpack_image_seed
 from tests.conftest import ASSETS
-from training import build_bank, evaluate_generator, provenance
+from training import build_bank, evaluate_generator, generator_report, provenance
 
 SHIPPED_BANK = ASSETS / "bank"
 
@@ -150,6 +150,23 @@ def test_evaluate_generator_smoke(tmp_path, tiny_models, fixture_dir):
     command = metrics["reproduce"].split()
     assert command[:3] == ["python", "-m", "training.evaluate_generator"]
     assert evaluate_generator.parse_args(command[3:]) == args
+    check_report(metrics, output / "generator.json")
+
+
+def check_report(metrics: dict, path) -> None:
+    """generator_report reads what evaluate_generator wrote, and its verdicts follow the figures."""
+    text = generator_report.main(generator_report.parse_args([str(path)]))
+    assert "| adipose |" in text and "judge features" in text and "classifier features" in text
+    coverage = metrics["feature_spaces"]["judge"]["generated"]["prdc"]["per_class"]
+    for value, met in ((0.84, False), (0.86, True)):
+        for figures in coverage.values():
+            figures["coverage"] = 0.9
+        coverage["stroma"]["coverage"] = value
+        row = generator_report.target_rows(metrics)[0]
+        assert row[0].startswith("coverage") and row[2] is met and f"{value:.2f} (stroma)" in row[1]
+    metrics["memorisation"]["generated"]["near_copy_fraction"] = 0.02
+    rows = {target.split(" ")[0]: ok for target, _, ok in generator_report.target_rows(metrics)}
+    assert rows["near-copies"] is False
 
 
 def check_feature_spaces(spaces: dict, keys: list[str]) -> None:

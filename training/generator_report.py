@@ -1,0 +1,167 @@
+"""Print the realism report that `evaluate_generator` wrote as markdown tables, each target checked.
+
+    python -m training.generator_report assets/metrics/generator.json
+
+The README's generator tables are this script's output: every figure is read from the JSON, and every
+"met"/"missed" is computed here from the issue's targets, so neither can drift from the measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from pathgen.data import TISSUE_CLASSES
+
+SETS = ("generated", "unguided", "bank")
+TARGET_SPACE = "judge"  # targets are read in the independent judge's features; the filter's stand beside them
+
+
+@dataclass(frozen=True)
+class Targets:
+    coverage: float = 0.85  # every class, unfiltered tiles
+    recall: float = 0.80
+    precision: float = 0.90
+    frechet_ratio_overall: float = 5.0
+    frechet_ratio_per_class: float = 10.0
+    unguided_macro_f1: float = 0.93
+    texture_relative: float = 0.10  # median within 10% of real ...
+    texture_background_levels: float = 1.0  # ... background within 1 grey level
+    near_copies: float = 0.01
+    macro_f1: float = 0.95
+    class_f1: float = 0.85
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("metrics", nargs="?", default="assets/metrics/generator.json",
+                        help="generator.json written by training.evaluate_generator.")
+    return parser.parse_args(argv)
+
+
+def verdict(ok: bool) -> str:
+    return "**met**" if ok else "**missed**"
+
+
+def per_class_figure(spaces: dict, space: str, name: str, figure: str) -> dict[str, float]:
+    return {key: values[figure] for key, values in spaces[space][name]["prdc"]["per_class"].items()}
+
+
+def texture_ok(real: float, generated: float, key: str, targets: Targets) -> bool:
+    if key == "background":
+        return abs(generated - real) <= targets.texture_background_levels
+    return abs(generated - real) <= targets.texture_relative * real
+
+
+def target_rows(metrics: dict, targets: Targets = Targets()) -> list[tuple[str, str, bool]]:
+    """(target, measured, met) for every target that the JSON holds the figures for."""
+    spaces, rows = metrics["feature_spaces"], []
+    space = TARGET_SPACE if TARGET_SPACE in spaces else "classifier"
+    for figure, floor in (("coverage", targets.coverage), ("recall", targets.recall),
+                          ("precision", targets.precision)):
+        values = per_class_figure(spaces, space, "generated", figure)
+        lowest = min(values, key=values.get)
+        rows.append((f"{figure} ≥ {floor} in every class ({space} features, unfiltered)",
+                     f"lowest {values[lowest]:.2f} ({lowest}); mean {sum(values.values()) / len(values):.2f}",
+                     values[lowest] >= floor))
+    frechet = spaces[space]["generated"]["frechet"]
+    overall = frechet["overall"]["ratio"]
+    worst = max(frechet["per_class"], key=lambda k: frechet["per_class"][k]["ratio"] or 0)
+    worst_ratio = frechet["per_class"][worst]["ratio"]
+    rows.append((f"Fréchet ratio ≤ {targets.frechet_ratio_overall:g} overall, ≤ {targets.frechet_ratio_per_class:g} "
+                 f"per class ({space} features, {frechet['overall']['images_per_set']} tiles a set)",
+                 f"overall {overall:.1f}; worst class {worst_ratio:.1f} ({worst})",
+                 overall <= targets.frechet_ratio_overall and worst_ratio <= targets.frechet_ratio_per_class))
+    unguided = spaces["classifier"]["recognisability"]["unguided"]["macro_f1"]
+    rows.append((f"unguided (guidance 1.0) classifier macro-F1 ≥ {targets.unguided_macro_f1}", f"{unguided:.3f}",
+                 unguided >= targets.unguided_macro_f1))
+    texture = metrics["texture"]["per_class"]
+    close = [k for k, v in texture.items() if texture_ok(v["real"]["median"], v["generated"]["median"], k, targets)]
+    rows.append(("texture median within 10% of real in every class (background: 1 grey level)",
+                 f"{len(close)} of {len(texture)} classes", len(close) == len(texture)))
+    memorised = metrics["memorisation"]
+    fraction = memorised["generated"]["near_copy_fraction"]
+    rows.append((f"near-copies ≤ {targets.near_copies:.0%} of unfiltered tiles", f"{fraction:.1%}",
+                 fraction <= targets.near_copies))
+    if "bank" in memorised:
+        in_bank = memorised["bank"]["near_copy_fraction"]
+        rows.append(("no near-copies in the bank", f"{in_bank:.1%} of {memorised['bank']['images']}", in_bank == 0))
+    recognised = metrics["recognisability"]
+    low = min(recognised["per_class"], key=lambda k: recognised["per_class"][k]["f1"])
+    rows.append((f"unfiltered macro-F1 ≥ {targets.macro_f1}, no class < {targets.class_f1} (classifier)",
+                 f"{recognised['macro_f1']:.3f}; lowest {recognised['per_class'][low]['f1']:.3f} ({low})",
+                 recognised["macro_f1"] >= targets.macro_f1 and recognised["per_class"][low]["f1"] >= targets.class_f1))
+    return rows
+
+
+def targets_table(metrics: dict) -> str:
+    lines = ["| target | measured | |", "| --- | --- | --- |"]
+    lines += [f"| {target} | {measured} | {verdict(ok)} |" for target, measured, ok in target_rows(metrics)]
+    return "\n".join(lines)
+
+
+def prdc_table(metrics: dict, space: str) -> str:
+    """Per class: precision / recall / coverage of each set beside real vs real, and the Fréchet ratio."""
+    spaces = metrics["feature_spaces"]
+    names = [n for n in SETS if spaces[space].get(n, {}).get("prdc", {}).get("per_class")]
+    header = "| class | real vs real P / R / C | " + " | ".join(f"{n} P / R / C | {n} FD ratio" for n in names) + " |"
+    lines = [header, "| --- " * (2 + 2 * len(names)) + "|"]
+    for tissue in TISSUE_CLASSES:
+        first = spaces[space][names[0]]["prdc"]["per_class"].get(tissue.key)
+        if first is None:
+            continue
+        real = first["real_vs_real"]
+        cells = [tissue.key, f"{real['precision']:.2f} / {real['recall']:.2f} / {real['coverage']:.2f}"]
+        for name in names:
+            knn = spaces[space][name]["prdc"]["per_class"].get(tissue.key)
+            ratio = spaces[space][name]["frechet"]["per_class"].get(tissue.key, {}).get("ratio")
+            cells.append("–" if knn is None else
+                         f"{knn['precision']:.2f} / {knn['recall']:.2f} / {knn['coverage']:.2f}")
+            cells.append("–" if ratio is None else f"{ratio:.1f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    overall = ["**overall**", ""] + [cell for n in names for cell in
+                                     ("", f"{spaces[space][n]['frechet']['overall']['ratio']:.1f}")]
+    lines.append("| " + " | ".join(overall) + " |")
+    return "\n".join(lines)
+
+
+def texture_table(metrics: dict) -> str:
+    texture = metrics["texture"]["per_class"]
+    names = [n for n in SETS if all(texture[k].get(n) for k in texture)]
+    lines = ["| class | real | " + " | ".join(names) + " |", "| --- " * (2 + len(names)) + "|"]
+    for key, groups in texture.items():
+        lines.append(f"| {key} | {groups['real']['median']:.1f} | "
+                     + " | ".join(f"{groups[n]['median']:.1f}" for n in names) + " |")
+    return "\n".join(lines)
+
+
+def report(metrics: dict) -> str:
+    generator, sampling = metrics["generator"], metrics["generator"]["sampling"]
+    spaces = [s for s in ("judge", "classifier") if s in metrics["feature_spaces"]]
+    parts = [f"Generator {generator['path']} at profile `{generator['profile']}` ({sampling['steps']} steps, "
+             f"{sampling['solver']}, guidance {sampling['guidance']}); command: `{metrics['reproduce']}`",
+             "", targets_table(metrics)]
+    for space in spaces:
+        parts += ["", f"k-NN precision / recall / coverage (k = {metrics['feature_spaces']['prdc_k']}) and Fréchet "
+                      f"ratio per class, {space} features:", "", prdc_table(metrics, space)]
+    parts += ["", "Texture, median grey-level step between neighbouring pixels (0–255):", "", texture_table(metrics)]
+    return "\n".join(parts)
+
+
+def main(args: argparse.Namespace) -> str:
+    path = Path(args.metrics)
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise SystemExit(f"cannot read {path} ({error}); write it with python -m training.evaluate_generator") from None
+    if "feature_spaces" not in metrics:
+        raise SystemExit(f"{path} predates the realism sections; rerun python -m training.evaluate_generator")
+    text = report(metrics)
+    print(text)
+    return text
+
+
+if __name__ == "__main__":
+    main(parse_args())
