@@ -34,7 +34,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output-dir", default="assets/judge", help="Where save_pretrained writes the judge.")
     parser.add_argument("--checkpoint-dir", default=str(Path("~/.cache/pathgen/runs/judge").expanduser()),
                         help="Where the resumable per-epoch checkpoint goes (outside the work tree).")
-    parser.add_argument("--epochs", type=int, default=2, help="Passes over the training split.")
+    parser.add_argument("--epochs", type=int, default=10, help="Passes over the training split.")
     parser.add_argument("--batch-size", type=int, default=128, help="Training batch size.")
     parser.add_argument("--lr", type=float, default=2e-3, help="Peak AdamW learning rate (warm-up, then cosine decay).")
     parser.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay.")
