@@ -384,6 +384,7 @@ def test_the_model_card_shows_the_figures_of_the_files_it_reads(tmp_path):
     (tmp_path / "metrics").mkdir()
     generator = json.loads((ASSETS / "metrics" / "generator.json").read_text())
     generator["recognisability"]["macro_f1"] = 0.123456
+    generator["feature_spaces"]["judge"]["generated"]["prdc"]["summary"]["coverage"]["mean"] = 0.5678
     (tmp_path / "metrics" / "generator.json").write_text(json.dumps(generator))
     (tmp_path / "classifier").unlink()
     (tmp_path / "classifier").mkdir()
@@ -394,7 +395,7 @@ def test_the_model_card_shows_the_figures_of_the_files_it_reads(tmp_path):
     (tmp_path / "classifier" / "metrics.json").unlink()
     (tmp_path / "classifier" / "metrics.json").write_text(json.dumps(classifier))
     card = model_card(load_services(tmp_path))
-    assert "0.1235" in card and "| Accuracy | " in card and "0.4321" in card
+    assert "0.1235" in card and "| Accuracy | " in card and "0.4321" in card and "0.57 / " in card
     assert "No human realism figure yet" in card
     (tmp_path / "metrics" / "realism.json").write_text(json.dumps({
         "judgements": 40, "tiles_judged": 12, "synthetic_spotted_overall": 0.625,

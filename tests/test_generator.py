@@ -169,7 +169,7 @@ def test_guidance_interval_round_trips_through_save_pretrained(tmp_path):
 
 
 def test_shipped_samples_are_recognised_by_shipped_classifier(shipped):
-    # Measured on 438-500 unfiltered images per class (assets/metrics/generator.json): recall 0.85 (stroma) to
+    # Measured at the live profile on 438-500 unfiltered images per class (generator.json at commit c7aa764): recall 0.85 (stroma) to
     # 1.0, macro 0.96. With 32 per class the floors leave room for sampling noise (a class at 0.80 falls below
     # 16 of 32 with probability < 0.01%) yet stay far above chance (0.11), and a generator that drew the wrong
     # tissue for any class, or lost most of its quality, would fail.

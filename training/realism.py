@@ -133,7 +133,7 @@ def feature_space_report(model: FeatureModel, sets: TileSets, description: str, 
 
 def plot_coverage(spaces: dict, path) -> None:
     """Per-class coverage bars of every candidate set beside real vs real, one panel per feature space."""
-    figure, axes = plt.subplots(1, len(spaces), figsize=(7 * len(spaces), 3.6), squeeze=False)
+    figure, axes = plt.subplots(1, len(spaces), figsize=(7 * len(spaces), 4.0), squeeze=False)
     for axis, (space, report) in zip(axes[0], spaces.items(), strict=True):
         names = [n for n in report if isinstance(report[n], dict) and "prdc" in report[n]]
         first = report[names[0]]["prdc"]["per_class"]
@@ -150,7 +150,8 @@ def plot_coverage(spaces: dict, path) -> None:
         axis.set_ylim(0, 1.05)
         axis.set_ylabel(f"coverage (k = {PRDC_K})")
         axis.set_title(f"{space} features", fontsize=9)
-        axis.legend(fontsize=7, loc="lower left")
+        # Above the bars: every corner of the axes holds a bar that a legend there would hide.
+        axis.legend(fontsize=7, ncol=len(bars), loc="lower center", bbox_to_anchor=(0.5, 1.08), frameon=False)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

@@ -68,6 +68,10 @@ def model_card(services: Services) -> str:
         ("Fréchet distance in classifier features, generated vs real (not FID)",
          metric(g, "realism", "overall", "generated_vs_real", digits=2)),
         ("... the same between two real sets (the floor)", metric(g, "realism", "overall", "real_vs_real", digits=2)),
+        ("Coverage of real tissue variety (k-NN, independent judge's features), unfiltered: mean / lowest class "
+         "(a second real set: mean)",
+         " / ".join(metric(g, "feature_spaces", "judge", "generated", "prdc", "summary", "coverage", k, digits=2)
+                    for k in ("mean", "min", "real_vs_real_mean"))),
         ("Near-copies of training tiles among generated / accepted / bank tiles",
          " / ".join(metric(g, "memorisation", k, "near_copy_fraction", percent=True)
                     for k in ("generated", "accepted", "bank"))),
