@@ -45,10 +45,6 @@ def verdict(ok: bool) -> str:
     return "**met**" if ok else "**missed**"
 
 
-def per_class_figure(spaces: dict, space: str, name: str, figure: str) -> dict[str, float]:
-    return {key: values[figure] for key, values in spaces[space][name]["prdc"]["per_class"].items()}
-
-
 def texture_ok(real: float, generated: float, key: str, targets: Targets) -> bool:
     if key == "background":
         return abs(generated - real) <= targets.texture_background_levels
@@ -59,13 +55,13 @@ def target_rows(metrics: dict, targets: Targets = Targets()) -> list[tuple[str, 
     """(target, measured, met) for every target that the JSON holds the figures for."""
     spaces, rows = metrics["feature_spaces"], []
     space = TARGET_SPACE if TARGET_SPACE in spaces else "classifier"
+    prdc = spaces[space]["generated"]["prdc"]
     for figure, floor in (("coverage", targets.coverage), ("recall", targets.recall),
                           ("precision", targets.precision)):
-        values = per_class_figure(spaces, space, "generated", figure)
-        lowest = min(values, key=values.get)
+        summary = prdc["summary"][figure]  # training.realism.summarise: lowest and mean over the classes
+        lowest = min(prdc["per_class"], key=lambda key: prdc["per_class"][key][figure])
         rows.append((f"{figure} ≥ {floor} in every class ({space} features, unfiltered)",
-                     f"lowest {values[lowest]:.2f} ({lowest}); mean {sum(values.values()) / len(values):.2f}",
-                     values[lowest] >= floor))
+                     f"lowest {summary['min']:.2f} ({lowest}); mean {summary['mean']:.2f}", summary["min"] >= floor))
     frechet = spaces[space]["generated"]["frechet"]
     overall = frechet["overall"]["ratio"]
     worst = max(frechet["per_class"], key=lambda k: frechet["per_class"][k]["ratio"] or 0)
@@ -79,7 +75,8 @@ def target_rows(metrics: dict, targets: Targets = Targets()) -> list[tuple[str, 
                  unguided >= targets.unguided_macro_f1))
     texture = metrics["texture"]["per_class"]
     close = [k for k, v in texture.items() if texture_ok(v["real"]["median"], v["generated"]["median"], k, targets)]
-    rows.append(("texture median within 10% of real in every class (background: 1 grey level)",
+    rows.append((f"texture median within {targets.texture_relative:.0%} of real in every class (background: "
+                 f"{targets.texture_background_levels:g} grey level)",
                  f"{len(close)} of {len(texture)} classes", len(close) == len(texture)))
     memorised = metrics["memorisation"]
     fraction = memorised["generated"]["near_copy_fraction"]
