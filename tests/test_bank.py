@@ -1,3 +1,4 @@
+import copy
 import json
 import math
 
@@ -151,6 +152,7 @@ def test_evaluate_generator_smoke(tmp_path, tiny_models, fixture_dir):
     assert command[:3] == ["python", "-m", "training.evaluate_generator"]
     assert evaluate_generator.parse_args(command[3:]) == args
     check_report(metrics, output / "generator.json")
+    check_shipping_rule(json.loads((output / "generator.json").read_text()))
 
 
 def check_report(metrics: dict, path) -> None:
@@ -169,6 +171,44 @@ def check_report(metrics: dict, path) -> None:
     metrics["memorisation"]["generated"]["near_copy_fraction"] = 0.02
     rows = {target.split(" ")[0]: ok for target, _, ok in generator_report.target_rows(metrics)}
     assert rows["near-copies"] is False
+
+
+def check_shipping_rule(shipped: dict) -> None:
+    """--compare ships a candidate only when every rule holds, and each rule can sink it."""
+    def candidate(**changes) -> dict:
+        metrics = copy.deepcopy(shipped)
+        for figures in metrics["recognisability"]["per_class"].values():
+            figures["f1"] = 0.9
+        metrics["recognisability"]["macro_f1"] = 0.96
+        for groups in metrics["texture"]["per_class"].values():
+            groups["generated"]["median"] = groups["real"]["median"]
+        for change in changes.values():
+            change(metrics)
+        return metrics
+
+    def rough_stroma(metrics):
+        stroma = metrics["texture"]["per_class"]["stroma"]
+        stroma["generated"]["median"] = 1.2 * stroma["real"]["median"]
+
+    def more_copies(metrics):
+        metrics["memorisation"]["generated"]["near_copy_fraction"] += 0.01
+
+    def less_coverage(metrics):
+        metrics["feature_spaces"]["judge"]["generated"]["prdc"]["summary"]["coverage"]["mean"] -= 0.01
+
+    def weak_class(metrics):
+        per_class = metrics["recognisability"]["per_class"]  # keyed by the classes' display names
+        per_class[TISSUE_CLASSES[-1].name]["f1"] = 0.8
+
+    assert generator_report.compare(shipped, candidate()).endswith("The candidate **ships**.")
+    for broken, rule in ((rough_stroma, "4b."), (more_copies, "3."), (less_coverage, "2."), (weak_class, "1.")):
+        rows = generator_report.shipping_rows(shipped, candidate(change=broken))
+        assert [name.split(" ")[0] for name, *_, ok in rows if not ok] == [rule]
+        assert generator_report.compare(shipped, candidate(change=broken)).endswith("**does not ship**.")
+    other_seed = candidate()
+    other_seed["settings"]["seed"] += 1
+    with pytest.raises(SystemExit, match="differ in seed"):
+        generator_report.compare(shipped, other_seed)
 
 
 def check_feature_spaces(spaces: dict, keys: list[str]) -> None:

@@ -1,9 +1,12 @@
 """Print the realism report that `evaluate_generator` wrote as markdown tables, each target checked.
 
     python -m training.generator_report assets/metrics/generator.json
+    python -m training.generator_report --compare SHIPPED.json CANDIDATE.json
 
 The README's generator tables are this script's output: every figure is read from the JSON, and every
 "met"/"missed" is computed here from the issue's targets, so neither can drift from the measurement.
+`--compare` applies the shipping rule of docs/generator_training.md to two evaluations run with the same
+settings and seed, and prints each rule with both figures and whether the candidate ships.
 """
 
 from __future__ import annotations
@@ -34,10 +37,28 @@ class Targets:
     class_f1: float = 0.85
 
 
+@dataclass(frozen=True)
+class ShippingRule:
+    """How far a candidate may fall behind the shipped weights and still replace them."""
+
+    near_copy_margin: float = 0.005  # fraction of unfiltered tiles
+    texture_mean_margin: float = 0.02  # mean relative texture error over the tissue classes
+    texture_class_limit: float = 0.15  # relative texture error of any one tissue class
+    background_levels: float = 1.0
+
+
+# The two evaluations must differ only in the generator they measured.
+COMPARED_SETTINGS = ("per_class", "fd_size", "fd_dims", "validated_per_class", "threshold", "max_attempts",
+                     "near_copy_percentile", "profile", "steps", "guidance", "seed", "classifier", "judge")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("metrics", nargs="?", default="assets/metrics/generator.json",
                         help="generator.json written by training.evaluate_generator.")
+    parser.add_argument("--compare", nargs=2, metavar=("SHIPPED", "CANDIDATE"),
+                        help="Apply the shipping rule to two generator.json files from the same settings and seed "
+                             "instead of printing one report.")
     return parser.parse_args(argv)
 
 
@@ -147,15 +168,82 @@ def report(metrics: dict) -> str:
     return "\n".join(parts)
 
 
-def main(args: argparse.Namespace) -> str:
-    path = Path(args.metrics)
+def texture_errors(metrics: dict) -> tuple[dict[str, float], float]:
+    """Relative error of the median texture per tissue class, and background's error in grey levels."""
+    texture = metrics["texture"]["per_class"]
+    relative = {key: abs(groups["generated"]["median"] - groups["real"]["median"]) / groups["real"]["median"]
+                for key, groups in texture.items() if key != "background"}
+    background = texture["background"]
+    return relative, abs(background["generated"]["median"] - background["real"]["median"])
+
+
+def rule_figures(metrics: dict) -> dict[str, float]:
+    recognised = metrics["recognisability"]
+    relative, background = texture_errors(metrics)
+    space = TARGET_SPACE if TARGET_SPACE in metrics["feature_spaces"] else "classifier"
+    return {"macro_f1": recognised["macro_f1"],
+            "lowest_f1": min(figures["f1"] for figures in recognised["per_class"].values()),
+            "coverage": metrics["feature_spaces"][space]["generated"]["prdc"]["summary"]["coverage"]["mean"],
+            "near_copies": metrics["memorisation"]["generated"]["near_copy_fraction"],
+            "texture_mean": sum(relative.values()) / len(relative), "texture_worst": max(relative.values()),
+            "background": background}
+
+
+def shipping_rows(shipped: dict, candidate: dict, rule: ShippingRule = ShippingRule(),
+                  targets: Targets = Targets()) -> list[tuple[str, str, str, bool]]:
+    """(rule, shipped figure, candidate figure, holds) for the four rules of docs/generator_training.md."""
+    old, new = rule_figures(shipped), rule_figures(candidate)
+    return [
+        (f"1. unfiltered macro-F1 ≥ {targets.macro_f1}, no class < {targets.class_f1} (classifier)",
+         f"{old['macro_f1']:.3f}; lowest {old['lowest_f1']:.3f}", f"{new['macro_f1']:.3f}; lowest {new['lowest_f1']:.3f}",
+         new["macro_f1"] >= targets.macro_f1 and new["lowest_f1"] >= targets.class_f1),
+        (f"2. mean coverage ({TARGET_SPACE} features) at least the shipped weights'", f"{old['coverage']:.3f}", f"{new['coverage']:.3f}",
+         new["coverage"] >= old["coverage"]),
+        (f"3. near-copies ≤ shipped + {rule.near_copy_margin:.1%}", f"{old['near_copies']:.2%}",
+         f"{new['near_copies']:.2%}", new["near_copies"] <= old["near_copies"] + rule.near_copy_margin),
+        (f"4a. mean texture error over tissue classes ≤ shipped + {rule.texture_mean_margin:.0%}",
+         f"{old['texture_mean']:.1%}", f"{new['texture_mean']:.1%}",
+         new["texture_mean"] <= old["texture_mean"] + rule.texture_mean_margin),
+        (f"4b. no tissue class's texture off by more than {rule.texture_class_limit:.0%}",
+         f"worst {old['texture_worst']:.1%}", f"worst {new['texture_worst']:.1%}",
+         new["texture_worst"] <= rule.texture_class_limit),
+        (f"4c. background texture within {rule.background_levels:g} grey level, or no further off than shipped",
+         f"{old['background']:.2f}", f"{new['background']:.2f}",
+         new["background"] <= max(rule.background_levels, old["background"])),
+    ]
+
+
+def compare(shipped: dict, candidate: dict) -> str:
+    differing = [key for key in COMPARED_SETTINGS
+                 if shipped["settings"].get(key) != candidate["settings"].get(key)]
+    if differing:
+        raise SystemExit(f"the two evaluations differ in {', '.join(differing)}; rerun python -m "
+                         "training.evaluate_generator for both with the same flags and seed")
+    rows = shipping_rows(shipped, candidate)
+    lines = [f"Shipped {shipped['generator']['path']} against candidate {candidate['generator']['path']}, "
+             f"profile `{candidate['settings']['profile']}`, seed {candidate['settings']['seed']}:", "",
+             "| rule | shipped | candidate | holds |", "| --- | --- | --- | --- |"]
+    lines += [f"| {name} | {old} | {new} | {'yes' if ok else '**no**'} |" for name, old, new, ok in rows]
+    ships = all(ok for *_, ok in rows)
+    lines += ["", "The candidate **ships**." if ships else "The candidate **does not ship**."]
+    return "\n".join(lines)
+
+
+def read_metrics(path: Path) -> dict:
     try:
         metrics = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise SystemExit(f"cannot read {path} ({error}); write it with python -m training.evaluate_generator") from None
     if "feature_spaces" not in metrics:
         raise SystemExit(f"{path} predates the realism sections; rerun python -m training.evaluate_generator")
-    text = report(metrics)
+    return metrics
+
+
+def main(args: argparse.Namespace) -> str:
+    if args.compare:
+        text = compare(*(read_metrics(Path(path)) for path in args.compare))
+    else:
+        text = report(read_metrics(Path(args.metrics)))
     print(text)
     return text
 
