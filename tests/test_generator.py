@@ -61,7 +61,11 @@ def test_fine_tuning_starts_from_the_saved_weights_and_keeps_their_architecture(
     # One small step away from the base, not a fresh random initialisation.
     for name, weight in base_unet.named_parameters():
         assert torch.allclose(weight, tuned_weights[name], atol=0.05), name
-    assert json.loads((tuned / "training.json").read_text())["args"]["init_from"] == str(base)
+    record = json.loads((tuned / "training.json").read_text())
+    assert record["args"]["init_from"] == str(base)
+    parent = record["initialised_from"]  # the base's own history travels with the fine-tuned weights
+    assert parent["path"] == str(base) and parent["training"] == json.loads((base / "training.json").read_text())
+    assert parent["sha256"]["unet/diffusion_pytorch_model.safetensors"]
 
 
 def test_fine_tuning_from_a_folder_without_weights_says_what_to_pass(tmp_path, fixture_dir):

@@ -36,7 +36,7 @@ from pathgen.cpu import has_fast_bf16
 from pathgen.data import NUM_CLASSES, add_data_arguments, load_split
 from pathgen.generation import SamplingProfiles, read_generator_config
 from pathgen.generator import PixelDiffusionGenerator, UNetShape, build_noise_scheduler, build_unet
-from training.provenance import command_line
+from training.provenance import command_line, describe_model
 
 DEFAULT_CHECKPOINT_DIR = Path("~/.cache/pathgen/runs/generator").expanduser()
 HELD_OUT_TILES = 256
@@ -111,6 +111,16 @@ def build_model(args: argparse.Namespace) -> UNet2DModel:
         raise FileNotFoundError(f"--init-from {args.init_from}: no unet/ folder there; pass a folder that "
                                 "PixelDiffusionGenerator.save_pretrained wrote, such as assets/generator.")
     return UNet2DModel.from_pretrained(unet_dir, torch_dtype=torch.float32)
+
+
+def parent_record(init_from: str | None) -> dict | None:
+    """The model a fine-tuning run started from and that model's own training record, so that an export's
+    training.json carries the whole history of its weights, segment by segment."""
+    if init_from is None:
+        return None
+    record_file = Path(init_from) / "training.json"
+    training = json.loads(record_file.read_text()) if record_file.is_file() else None
+    return {**describe_model(init_from), "training": training}
 
 
 def learning_rate_factor(step: int, args: argparse.Namespace) -> float:
@@ -233,13 +243,14 @@ class TrainingState:
         self.lr_schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: learning_rate_factor(s, args))
         self.generator = torch.Generator().manual_seed(args.seed)
         self.step, self.elapsed_s, self.segments = 0, 0.0, []
+        self.parent = parent_record(args.init_from)  # read at the start; the folder may be replaced later
 
     def save(self, path: Path) -> None:
         temporary = path.with_suffix(".tmp")
         torch.save({"model": self.unet.state_dict(), "emas": [ema.state_dict() for ema in self.emas],
                     "optimizer": self.optimizer.state_dict(), "lr_schedule": self.lr_schedule.state_dict(),
                     "generator": self.generator.get_state(), "step": self.step, "elapsed_s": self.elapsed_s,
-                    "segments": self.segments}, temporary)
+                    "segments": self.segments, "parent": self.parent}, temporary)
         temporary.replace(path)  # a segment killed mid-write keeps the previous checkpoint
 
     def load(self, path: Path) -> None:
@@ -256,6 +267,7 @@ class TrainingState:
         self.generator.set_state(checkpoint["generator"])
         self.step, self.elapsed_s = checkpoint["step"], checkpoint["elapsed_s"]
         self.segments = checkpoint.get("segments", [])
+        self.parent = checkpoint.get("parent", self.parent)
 
 
 def train_step(state: TrainingState, train_x: torch.Tensor, train_y: torch.Tensor, scheduler, args) -> float:
@@ -294,7 +306,7 @@ def write_training_record(state: TrainingState, args: argparse.Namespace, runnin
     record = {"steps": state.step, "images_seen": state.step * args.batch_size,
               "train_wall_time_min": state.elapsed_s / 60, "threads": torch.get_num_threads(),
               "final_loss_ema": running_loss, "exported_ema_decay": args.ema_decays[0],
-              "segments": state.segments, "args": vars(args)}
+              "segments": state.segments, "initialised_from": state.parent, "args": vars(args)}
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     Path(args.output_dir, "training.json").write_text(json.dumps(record, indent=2) + "\n")
 
