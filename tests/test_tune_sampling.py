@@ -1,11 +1,14 @@
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from pathgen.classifier import TissueClassifier
+from pathgen.data import CLASS_NAMES
 from pathgen.generation import load_generator
 from pathgen.generator import PixelDiffusionGenerator, UNetShape, build_noise_scheduler, build_unet
+from pathgen.metrics import texture_energy
 from training import tune_sampling
 
 
@@ -38,6 +41,31 @@ def test_choice_with_near_copies_never_trades_variety_for_speed():
     assert tune_sampling.choose(results, tolerance=0.05, min_class_f1=0.85, near_copy_tolerance=0.01)["steps"] == 8
 
 
+def test_choice_with_texture_keeps_the_settings_closest_to_real_texture():
+    results = [setting(50, 0.99, 5.0, near=0.01) | {"texture_error_worst": 0.18},
+               setting(50, 0.97, 5.0, near=0.01) | {"texture_error_worst": 0.06},
+               setting(25, 0.975, 9.0, near=0.01) | {"texture_error_worst": 0.08},
+               setting(50, 0.96, 5.0, near=0.05) | {"texture_error_worst": 0.01}]
+    # Without the texture step the sharpest-F1 setting wins although its texture is 18% off; with it only settings
+    # within 0.03 of the smallest error among those that passed the near-copy step (0.06) remain, the fastest wins.
+    assert tune_sampling.choose(results, 0.01, 0.85, 0.01)["macro_f1"] == 0.99
+    assert tune_sampling.choose(results, 0.01, 0.85, 0.01, texture_tolerance=0.03)["steps"] == 25
+    assert tune_sampling.choose(results, 0.0, 0.85, 0.01, texture_tolerance=0.0)["macro_f1"] == 0.97
+
+
+def test_texture_figures_compare_each_class_with_its_reference():
+    rng = np.random.default_rng(0)
+    flat = np.full((9 * 4, 28, 28, 3), 128, dtype=np.uint8)
+    noisy = rng.integers(0, 256, flat.shape, dtype=np.uint8)
+    labels = np.repeat(np.arange(9), 4)
+    reference = np.array([np.median(texture_energy(noisy[labels == c])) for c in range(9)])
+    same = tune_sampling.texture_figures(noisy, labels, reference)
+    assert same["texture_error_worst"] == pytest.approx(0.0)
+    smooth = tune_sampling.texture_figures(flat, labels, reference)
+    assert smooth["texture_error_worst"] == pytest.approx(1.0)  # flat tiles have no texture at all
+    assert set(smooth["texture_error_per_class"]) == set(CLASS_NAMES)
+
+
 def test_a_setting_exactly_on_the_near_copy_tolerance_stays_in():
     # 13/900 + 0.01 falls just below 22/900 in floating point.
     results = [setting(12, 0.95, 10.0, near=13 / 900), setting(10, 0.95, 12.0, near=22 / 900)]
@@ -53,7 +81,7 @@ def test_sweep_measures_every_setting_and_writes_the_choice_to_the_generator(tmp
     args = tune_sampling.parse_args(["--generator", str(tmp_path / "gen"), "--classifier", str(tmp_path / "clf"),
                                      "--steps", "1", "2", "--guidance", "1", "2.5", "--per-class", "3",
                                      "--guidance-intervals", "0:1", "0:.5", "--solvers", "dpmsolver++",
-                                     "sde-dpmsolver++", "--near-copies", "--data-dir", str(fixture_dir),
+                                     "sde-dpmsolver++", "--near-copies", "--texture", "--data-dir", str(fixture_dir),
                                      "--batch-size", "2", "--output", str(tmp_path / "sweep.json"),
                                      "--write-defaults"])
     summary = tune_sampling.main(args)
@@ -64,6 +92,7 @@ def test_sweep_measures_every_setting_and_writes_the_choice_to_the_generator(tmp
         assert 0.0 <= result["min_class_f1"] <= result["macro_f1"] <= 1.0 and result["images_per_second"] > 0
         assert 0.0 <= result["near_copy_fraction"] <= 1.0
         assert len(result["near_copy_fraction_per_class"]) == 9
+        assert result["texture_error_worst"] >= 0 and len(result["texture_median_per_class"]) == 9
     recorded = json.loads((tmp_path / "sweep.json").read_text())
     assert recorded["chosen"] == summary["chosen"]
     command = recorded["command"].split()
@@ -73,7 +102,7 @@ def test_sweep_measures_every_setting_and_writes_the_choice_to_the_generator(tmp
     assert (defaults.steps, defaults.guidance) == (summary["chosen"]["steps"], summary["chosen"]["guidance"])
     assert list(defaults.guidance_interval) == summary["chosen"]["guidance_interval"]
     assert defaults.solver == summary["chosen"]["solver"]
-    assert summary["chosen"] == {key: tune_sampling.choose(summary["results"], 0.01, 0.85, 0.01)[key]
+    assert summary["chosen"] == {key: tune_sampling.choose(summary["results"], 0.01, 0.85, 0.01, 0.03)[key]
                                  for key in summary["chosen"]}
 
 

@@ -9,12 +9,18 @@ evaluation afterwards is not run on the very images the choice was made on.
 
 With `--near-copies` (needs the train and val splits) every setting's near-copies of train tiles are counted
 too, by `evaluate_generator`'s rule: closer to a train tile than `--near-copy-percentile` of the real val
-tiles of the class.
+tiles of the class. With `--texture` (needs the train split) every setting's median texture per class is set
+beside the median of the train tiles of that class; its worst relative error over the eight tissue classes
+(background is nearly flat, so a relative error there means little) is the setting's texture error. The
+reference is train, not val: `evaluate_generator` measures texture against val, and what chooses must not be
+what reports.
 
-The rule narrows the settings down in four steps: (1) those whose weakest class reaches `--min-class-f1`
+The rule narrows the settings down in five steps: (1) those whose weakest class reaches `--min-class-f1`
 (all, if none does); (2) with `--near-copies`, those within `--near-copy-tolerance` of the fewest
-near-copies among (1); (3) those within `--tolerance` of the best macro-F1 among (2); (4) the fastest of
-(3). Without (2) the rule can trade variety for speed, which on our weights it did. `--write-defaults`
+near-copies among (1); (3) with `--texture`, those within `--texture-tolerance` of the smallest texture
+error among (2); (4) those within `--tolerance` of the best macro-F1 among (3); (5) the fastest of
+(4). Without (2) the rule can trade variety for speed, which on our weights it did; without (3) it can trade
+fine texture for recognisability, which strong guidance does. `--write-defaults`
 stores the choice in the generator folder's generator_config.json, which `generate()` uses when steps or
 guidance are not given. Guidance intervals (`SamplingDefaults.guidance_interval`) exist for the
 pixel-diffusion backend only; `--solvers` (`SamplingDefaults.solver`) applies to both.
@@ -32,7 +38,7 @@ import numpy as np
 import torch
 
 from pathgen.classifier import TissueClassifier
-from pathgen.data import CLASS_NAMES, NUM_CLASSES, add_data_arguments
+from pathgen.data import CLASS_NAMES, NUM_CLASSES, TISSUE_CLASSES, add_data_arguments, load_split
 from pathgen.generation import (
     EVERY_STEP,
     GENERATOR_CONFIG_NAME,
@@ -45,7 +51,7 @@ from pathgen.generation import (
 )
 from pathgen.generator import PixelDiffusionGenerator
 from pathgen.memorisation import DEFAULT_PERCENTILE, NearCopyReference
-from pathgen.metrics import classification_report
+from pathgen.metrics import classification_report, texture_energy
 from pathgen.validation import generate_unfiltered
 from training.provenance import command_line
 
@@ -101,7 +107,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "most this far above the fewest.")
     parser.add_argument("--near-copy-percentile", type=float, default=DEFAULT_PERCENTILE,
                         help="Percentile of real val tiles' nearest-train distances below which a tile is a near-copy.")
-    add_data_arguments(parser)  # the splits for --near-copies
+    parser.add_argument("--texture", action=argparse.BooleanOptionalAction, default=False,
+                        help="Also measure each setting's median texture per class against the train tiles' and let "
+                             "the rule use its worst tissue class (reads the train split from --data-dir).")
+    parser.add_argument("--texture-tolerance", type=float, default=0.03,
+                        help="With --texture, a setting stays in the running if its worst relative texture error is "
+                             "at most this far above the smallest.")
+    add_data_arguments(parser)  # the splits for --near-copies and --texture
     parser.add_argument("--seed", type=int, default=0, help="Seed for generation.")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
     parser.add_argument("--output", default=None, help="Optional JSON file for every setting's figures and the choice.")
@@ -113,8 +125,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def train_texture_medians(data_dir: str | None, download: bool = False) -> np.ndarray:
+    """Median texture (`pathgen.metrics.texture_energy`) of the train tiles of each class, [NUM_CLASSES]."""
+    images, labels = load_split("train", data_dir, download)
+    return np.array([np.median(texture_energy(images[labels == c])) for c in range(NUM_CLASSES)])
+
+
+def texture_figures(images: np.ndarray, labels: np.ndarray, real_medians: np.ndarray) -> dict:
+    """Each class's median texture and relative error against `real_medians`; the worst over the tissue classes."""
+    medians = np.array([np.median(texture_energy(images[labels == c])) for c in range(NUM_CLASSES)])
+    errors = np.abs(medians - real_medians) / np.maximum(real_medians, 1e-6)
+    tissue = [t.index for t in TISSUE_CLASSES if t.key != "background"]
+    return {"texture_median_per_class": {name: float(m) for name, m in zip(CLASS_NAMES, medians, strict=True)},
+            "texture_error_per_class": {name: float(e) for name, e in zip(CLASS_NAMES, errors, strict=True)},
+            "texture_error_worst": float(errors[tissue].max())}
+
+
 def measure_setting(generator, classifier: TissueClassifier, steps: int, guidance: float, interval: str,
-                    solver: str, args: argparse.Namespace, reference: NearCopyReference | None = None) -> dict:
+                    solver: str, args: argparse.Namespace, reference: NearCopyReference | None = None,
+                    texture_reference: np.ndarray | None = None) -> dict:
     bounds = interval_bounds(interval)
     setattr(generator.profiles, args.profile,
             replace(generator.profiles.get(args.profile), guidance_interval=bounds, solver=solver))
@@ -136,16 +165,24 @@ def measure_setting(generator, classifier: TissueClassifier, steps: int, guidanc
         result["near_copy_fraction"] = float(near.mean())
         result["near_copy_fraction_per_class"] = {name: float(near[labels == c].mean())
                                                   for c, name in enumerate(CLASS_NAMES)}
+    if texture_reference is not None:
+        result |= texture_figures(images, labels, texture_reference)
     return result
 
 
+def within_tolerance_of_lowest(candidates: list[dict], key: str, tolerance: float) -> list[dict]:
+    lowest = min(r[key] for r in candidates)
+    return [r for r in candidates if r[key] <= lowest + tolerance + ROUNDING]
+
+
 def choose(results: list[dict], tolerance: float, min_class_f1: float = 0.0,
-           near_copy_tolerance: float | None = None) -> dict:
-    """The four steps in the module docstring; `near_copy_tolerance=None` skips step (2)."""
+           near_copy_tolerance: float | None = None, texture_tolerance: float | None = None) -> dict:
+    """The five steps in the module docstring; a tolerance of None skips its step, (2) or (3)."""
     candidates = [r for r in results if r["min_class_f1"] >= min_class_f1 - ROUNDING] or results
     if near_copy_tolerance is not None:
-        fewest = min(r["near_copy_fraction"] for r in candidates)
-        candidates = [r for r in candidates if r["near_copy_fraction"] <= fewest + near_copy_tolerance + ROUNDING]
+        candidates = within_tolerance_of_lowest(candidates, "near_copy_fraction", near_copy_tolerance)
+    if texture_tolerance is not None:
+        candidates = within_tolerance_of_lowest(candidates, "texture_error_worst", texture_tolerance)
     best = max(r["macro_f1"] for r in candidates)
     return max((r for r in candidates if r["macro_f1"] >= best - tolerance - ROUNDING),
                key=lambda r: r["images_per_second"])
@@ -159,25 +196,30 @@ def main(args: argparse.Namespace) -> dict:
         raise SystemExit(f"{args.generator} is not a pixel-diffusion generator; only --guidance-intervals 0:1 applies.")
     classifier = TissueClassifier.from_pretrained(args.classifier)
     reference = NearCopyReference.load(args.data_dir, args.near_copy_percentile, args.download) if args.near_copies else None
+    texture_reference = train_texture_medians(args.data_dir, args.download) if args.texture else None
     generator.generate(0, 2, steps=2, seed=0)  # warm-up: the first call pays for oneDNN kernel selection
     results = []
     settings = [(s, g, i, v) for s in args.steps for g in args.guidance for i in args.guidance_intervals
                 for v in args.solvers]
     for steps, guidance, interval, solver in settings:
-        result = measure_setting(generator, classifier, steps, guidance, interval, solver, args, reference)
+        result = measure_setting(generator, classifier, steps, guidance, interval, solver, args, reference,
+                                 texture_reference)
         results.append(result)
         near = f"  near-copies {result['near_copy_fraction']:.1%}" if reference else ""
+        near += f"  worst texture error {result['texture_error_worst']:.1%}" if args.texture else ""
         print(f"steps {steps:3d}  guidance {guidance:4.1f}  interval {interval:>7}  {solver:>15}  "
               f"macro-F1 {result['macro_f1']:.3f}  "
               f"weakest class {result['min_class_f1']:.3f}{near}  {result['images_per_second']:.1f} images/s", flush=True)
-    chosen = choose(results, args.tolerance, args.min_class_f1, args.near_copy_tolerance if reference else None)
+    chosen = choose(results, args.tolerance, args.min_class_f1, args.near_copy_tolerance if reference else None,
+                    args.texture_tolerance if args.texture else None)
     print(f"chosen: steps {chosen['steps']}, guidance {chosen['guidance']}, interval {chosen['guidance_interval']}, "
           f"solver {chosen['solver']} "
           "(the rule in this script's docstring)")
     summary = {"command": command_line("training.tune_sampling", args),
                "threads": torch.get_num_threads(), "results": results,
                "rule": {"min_class_f1": args.min_class_f1, "tolerance": args.tolerance,
-                        "near_copy_tolerance": args.near_copy_tolerance if reference else None},
+                        "near_copy_tolerance": args.near_copy_tolerance if reference else None,
+                        "texture_tolerance": args.texture_tolerance if args.texture else None},
                "chosen": {field.name: chosen[field.name] for field in fields(SamplingDefaults)}}
     if args.output:
         Path(args.output).write_text(json.dumps(summary, indent=2) + "\n")
