@@ -201,6 +201,9 @@ def check_shipping_rule(shipped: dict) -> None:
         per_class[TISSUE_CLASSES[-1].name]["f1"] = 0.8
 
     assert generator_report.compare(shipped, candidate()).endswith("The candidate **ships**.")
+    own_profile = candidate()
+    own_profile["settings"]["guidance"] = 1.5  # a generator's bank profile is part of what is compared
+    assert generator_report.compare(shipped, own_profile).endswith("The candidate **ships**.")
     for broken, rule in ((rough_stroma, "4b."), (more_copies, "3."), (less_coverage, "2."), (weak_class, "1.")):
         rows = generator_report.shipping_rows(shipped, candidate(change=broken))
         assert [name.split(" ")[0] for name, *_, ok in rows if not ok] == [rule]

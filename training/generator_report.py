@@ -47,9 +47,10 @@ class ShippingRule:
     background_levels: float = 1.0
 
 
-# The two evaluations must differ only in the generator they measured.
+# The two evaluations must differ only in the generator they measured; its profile's steps and guidance belong
+# to the generator, so they may differ.
 COMPARED_SETTINGS = ("per_class", "fd_size", "fd_dims", "validated_per_class", "threshold", "max_attempts",
-                     "near_copy_percentile", "profile", "steps", "guidance", "seed", "classifier", "judge")
+                     "near_copy_percentile", "profile", "seed", "classifier", "judge")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
