@@ -125,15 +125,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def train_texture_medians(data_dir: str | None, download: bool = False) -> np.ndarray:
-    """Median texture (`pathgen.metrics.texture_energy`) of the train tiles of each class, [NUM_CLASSES]."""
-    images, labels = load_split("train", data_dir, download)
+def class_texture_medians(images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Median texture (`pathgen.metrics.texture_energy`) of the tiles of each class, [NUM_CLASSES]."""
     return np.array([np.median(texture_energy(images[labels == c])) for c in range(NUM_CLASSES)])
+
+
+def train_texture_medians(data_dir: str | None, download: bool = False) -> np.ndarray:
+    return class_texture_medians(*load_split("train", data_dir, download))
 
 
 def texture_figures(images: np.ndarray, labels: np.ndarray, real_medians: np.ndarray) -> dict:
     """Each class's median texture and relative error against `real_medians`; the worst over the tissue classes."""
-    medians = np.array([np.median(texture_energy(images[labels == c])) for c in range(NUM_CLASSES)])
+    medians = class_texture_medians(images, labels)
     errors = np.abs(medians - real_medians) / np.maximum(real_medians, 1e-6)
     tissue = [t.index for t in TISSUE_CLASSES if t.key != "background"]
     return {"texture_median_per_class": {name: float(m) for name, m in zip(CLASS_NAMES, medians, strict=True)},
