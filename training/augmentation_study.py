@@ -150,23 +150,33 @@ def train_and_score(images: np.ndarray, labels: np.ndarray, recipe: Recipe, seed
     return run
 
 
-def run_arms(args: argparse.Namespace, data: dict, sets: dict) -> dict | None:
-    """Trains every arm once per seed; returns per-seed scores keyed by arm, then test set. Each finished run is
-    stored under --runs-dir and reused, so a run cut short by --segment-minutes (None returned) resumes."""
-    deadline = math.inf if args.segment_minutes is None else time.time() + 60 * args.segment_minutes
+ARM_ORDER = ("a", "b", "c", "d", "e_synthetic", "e_real", "reference")
+
+
+def real_arms(args: argparse.Namespace, data: dict) -> dict:
+    """The arms that need no generator: trained before any synthetic set is generated, so a study cut short by
+    --segment-minutes has its baselines first."""
+    shots_x, shots_y = data["shots"]
+    real_tstr = first_per_class(data["train"][1], args.tstr_per_class, seed=args.shot_seed)
+    return {"a": (shots_x, shots_y, 0.0), "d": (shots_x, shots_y, args.stain_strength),
+            "e_real": (data["train"][0][real_tstr], data["train"][1][real_tstr], 0.0),
+            "reference": (*data["train"], 0.0)}
+
+
+def synthetic_arms(args: argparse.Namespace, data: dict, sets: dict) -> dict:
     shots_x, shots_y = data["shots"]
     unguided, guided = sets["unguided"], sets["guided"]
     tstr = first_per_class(unguided["labels"], args.tstr_per_class)
-    real_tstr = first_per_class(data["train"][1], args.tstr_per_class, seed=args.shot_seed)
-    arms = {
-        "a": (shots_x, shots_y, 0.0),
+    return {
         "b": (np.concatenate([shots_x, unguided["images"]]), np.concatenate([shots_y, unguided["labels"]]), 0.0),
         "c": (np.concatenate([shots_x, guided["images"]]), np.concatenate([shots_y, guided["labels"]]), 0.0),
-        "d": (shots_x, shots_y, args.stain_strength),
         "e_synthetic": (unguided["images"][tstr], unguided["labels"][tstr], 0.0),
-        "e_real": (data["train"][0][real_tstr], data["train"][1][real_tstr], 0.0),
-        "reference": (*data["train"], 0.0),
     }
+
+
+def run_arms(args: argparse.Namespace, data: dict, arms: dict, deadline: float) -> dict | None:
+    """Trains every arm once per seed; returns per-seed scores keyed by arm. Each finished run is stored under
+    --runs-dir and reused, so a run cut short at `deadline` (None returned) resumes where it stopped."""
     results = {name: {"train_tiles": len(labels), "runs": []} for name, (_, labels, _) in arms.items()}
     digests = {name: arrays_digest(images, labels) for name, (images, labels, _) in arms.items()}
     test_digest = arrays_digest(*data["held_out"], *data["val"])
@@ -178,8 +188,9 @@ def run_arms(args: argparse.Namespace, data: dict, sets: dict) -> dict | None:
                 run = json.loads(path.read_text())
             elif time.time() > deadline:
                 done = sum(len(r["runs"]) for r in results.values())
-                print(f"Segment time is up after {done} of {len(arms) * len(args.seeds)} runs; rerun the same command "
-                      "to continue (finished runs are kept under --runs-dir).", flush=True)
+                print(f"Segment time is up after {done} of {len(arms) * len(args.seeds)} runs of arms "
+                      f"{', '.join(arms)}; rerun the same command to continue (finished runs are kept under "
+                      "--runs-dir).", flush=True)
                 return None
             else:
                 run = train_and_score(images, labels, recipe, seed, data, with_val=name.startswith("e_"))
@@ -188,6 +199,21 @@ def run_arms(args: argparse.Namespace, data: dict, sets: dict) -> dict | None:
                 print(json.dumps({"arm": name, **run}), flush=True)
             results[name]["runs"].append(run)
     return results
+
+
+def all_arms(args: argparse.Namespace, data: dict, shot_indices: np.ndarray) -> tuple[dict, dict] | None:
+    """Generator-free arms, then the synthetic sets, then the arms that use them; None when the segment ends."""
+    deadline = math.inf if args.segment_minutes is None else time.time() + 60 * args.segment_minutes
+    results = run_arms(args, data, real_arms(args, data), deadline)
+    if results is None:
+        return None
+    shots_x, shots_y = data["shots"]
+    sets = generated_sets(args, {c: shots_x[shots_y == c] for c in range(NUM_CLASSES)}, shot_indices)
+    synthetic = run_arms(args, data, synthetic_arms(args, data, sets), deadline)
+    if synthetic is None:
+        return None
+    results.update(synthetic)
+    return {name: results[name] for name in ARM_ORDER}, sets
 
 
 def summary(results: dict) -> tuple[dict, dict, dict]:
@@ -267,11 +293,10 @@ def main(args: argparse.Namespace) -> dict | None:
         torch.set_num_threads(args.threads)
     started = time.time()
     data, shot_indices = load_data(args)
-    shots_x, shots_y = data["shots"]
-    sets = generated_sets(args, {c: shots_x[shots_y == c] for c in range(NUM_CLASSES)}, shot_indices)
-    results = run_arms(args, data, sets)
-    if results is None:
+    finished = all_arms(args, data, shot_indices)
+    if finished is None:
         return None
+    results, sets = finished
     arms, gains, tstr = summary(results)
     report = {
         "command": command_line("training.augmentation_study", args),
