@@ -53,6 +53,28 @@ def test_choice_with_texture_keeps_the_settings_closest_to_real_texture():
     assert tune_sampling.choose(results, 0.0, 0.85, 0.01, texture_tolerance=0.0)["macro_f1"] == 0.97
 
 
+def test_choice_with_coverage_keeps_the_settings_that_cover_most_of_train():
+    results = [setting(50, 0.99, 5.0, near=0.01) | {"texture_error_worst": 0.05, "coverage_mean": 0.70},
+               setting(50, 0.97, 5.0, near=0.01) | {"texture_error_worst": 0.05, "coverage_mean": 0.88},
+               setting(25, 0.975, 9.0, near=0.01) | {"texture_error_worst": 0.06, "coverage_mean": 0.86},
+               setting(50, 0.96, 5.0, near=0.01) | {"texture_error_worst": 0.30, "coverage_mean": 0.95}]
+    # The texture step drops the last setting before coverage is read, so 0.88 is the highest that counts; of the
+    # two within 0.03 of it the F1 step keeps both at tolerance 0.01 and the faster wins.
+    assert tune_sampling.choose(results, 0.01, 0.85, 0.01, 0.03)["macro_f1"] == 0.99
+    assert tune_sampling.choose(results, 0.01, 0.85, 0.01, 0.03, coverage_tolerance=0.03)["steps"] == 25
+    assert tune_sampling.choose(results, 0.01, 0.85, 0.01, 0.03, coverage_tolerance=0.0)["macro_f1"] == 0.97
+
+
+def test_coverage_figures_read_each_class_against_its_own_reference():
+    rng = np.random.default_rng(0)
+    reference = [rng.normal(c, 0.1, (20, 4)).astype(np.float32) for c in range(9)]
+    labels = np.repeat(np.arange(9), 20)
+    same = tune_sampling.coverage_figures(np.concatenate(reference), labels, reference)
+    assert same["coverage_mean"] == pytest.approx(1.0)
+    shifted = tune_sampling.coverage_figures(np.concatenate(reference) + 5.0, labels, reference)
+    assert shifted["coverage_mean"] == pytest.approx(0.0) and set(shifted["coverage_per_class"]) == set(CLASS_NAMES)
+
+
 def test_texture_figures_compare_each_class_with_its_reference():
     rng = np.random.default_rng(0)
     flat = np.full((9 * 4, 28, 28, 3), 128, dtype=np.uint8)
@@ -81,18 +103,22 @@ def test_sweep_measures_every_setting_and_writes_the_choice_to_the_generator(tmp
     args = tune_sampling.parse_args(["--generator", str(tmp_path / "gen"), "--classifier", str(tmp_path / "clf"),
                                      "--steps", "1", "2", "--guidance", "1", "2.5", "--per-class", "3",
                                      "--guidance-intervals", "0:1", "0:.5", "--solvers", "dpmsolver++",
-                                     "sde-dpmsolver++", "--near-copies", "--texture", "--data-dir", str(fixture_dir),
+                                     "sde-dpmsolver++", "--near-copies", "--texture", "--coverage",
+                                     "--data-dir", str(fixture_dir),
                                      "--batch-size", "2", "--output", str(tmp_path / "sweep.json"),
                                      "--write-defaults"])
     summary = tune_sampling.main(args)
+    # Guidance 1.0 is unguided at every step, so it is measured at the first interval only.
     assert [(r["steps"], r["guidance"], r["guidance_interval"], r["solver"]) for r in summary["results"]] == [
         (steps, guidance, interval, solver) for steps in (1, 2) for guidance in (1.0, 2.5)
-        for interval in ([0, 1], [0, 0.5]) for solver in ("dpmsolver++", "sde-dpmsolver++")]
+        for interval in (([0, 1],) if guidance == 1.0 else ([0, 1], [0, 0.5]))
+        for solver in ("dpmsolver++", "sde-dpmsolver++")]
     for result in summary["results"]:
         assert 0.0 <= result["min_class_f1"] <= result["macro_f1"] <= 1.0 and result["images_per_second"] > 0
         assert 0.0 <= result["near_copy_fraction"] <= 1.0
         assert len(result["near_copy_fraction_per_class"]) == 9
         assert result["texture_error_worst"] >= 0 and len(result["texture_median_per_class"]) == 9
+        assert 0.0 <= result["coverage_mean"] <= 1.0 and len(result["coverage_per_class"]) == 9
     recorded = json.loads((tmp_path / "sweep.json").read_text())
     assert recorded["chosen"] == summary["chosen"]
     command = recorded["command"].split()
@@ -102,7 +128,7 @@ def test_sweep_measures_every_setting_and_writes_the_choice_to_the_generator(tmp
     assert (defaults.steps, defaults.guidance) == (summary["chosen"]["steps"], summary["chosen"]["guidance"])
     assert list(defaults.guidance_interval) == summary["chosen"]["guidance_interval"]
     assert defaults.solver == summary["chosen"]["solver"]
-    assert summary["chosen"] == {key: tune_sampling.choose(summary["results"], 0.01, 0.85, 0.01, 0.03)[key]
+    assert summary["chosen"] == {key: tune_sampling.choose(summary["results"], 0.01, 0.85, 0.01, 0.03, 0.03)[key]
                                  for key in summary["chosen"]}
 
 

@@ -15,12 +15,19 @@ beside the median of the train tiles of that class; its worst relative error ove
 reference is train, not val: `evaluate_generator` measures texture against val, and what chooses must not be
 what reports.
 
-The rule narrows the settings down in five steps: (1) those whose weakest class reaches `--min-class-f1`
+With `--coverage` (needs the train split) every setting's k-NN coverage (k = 5, Naeem et al. 2020) is measured
+per class in the classifier's features against `--per-class` train tiles of the class drawn with `--seed`; the
+setting's coverage is the mean over the classes. Train again, and the classifier rather than the independent
+judge: `evaluate_generator` reports coverage against val in both feature spaces, and the judge never chooses.
+
+The rule narrows the settings down in six steps: (1) those whose weakest class reaches `--min-class-f1`
 (all, if none does); (2) with `--near-copies`, those within `--near-copy-tolerance` of the fewest
 near-copies among (1); (3) with `--texture`, those within `--texture-tolerance` of the smallest texture
-error among (2); (4) those within `--tolerance` of the best macro-F1 among (3); (5) the fastest of
-(4). Without (2) the rule can trade variety for speed, which on our weights it did; without (3) it can trade
-fine texture for recognisability, which strong guidance does. `--write-defaults`
+error among (2); (4) with `--coverage`, those within `--coverage-tolerance` of the highest coverage among (3);
+(5) those within `--tolerance` of the best macro-F1 among (4); (6) the fastest of (5). Without (2) the rule
+can trade variety for speed, which on our weights it did; without (3) it can trade fine texture for
+recognisability, which strong guidance does; without (4) it can trade the range of appearance for
+recognisability, which guidance does too. `--write-defaults`
 stores the choice in the generator folder's generator_config.json, which `generate()` uses when steps or
 guidance are not given. Guidance intervals (`SamplingDefaults.guidance_interval`) exist for the
 pixel-diffusion backend only; `--solvers` (`SamplingDefaults.solver`) applies to both.
@@ -51,7 +58,7 @@ from pathgen.generation import (
 )
 from pathgen.generator import PixelDiffusionGenerator
 from pathgen.memorisation import DEFAULT_PERCENTILE, NearCopyReference
-from pathgen.metrics import classification_report, texture_energy
+from pathgen.metrics import classification_report, precision_recall_density_coverage, texture_energy
 from pathgen.validation import generate_unfiltered
 from training.provenance import command_line
 
@@ -113,7 +120,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--texture-tolerance", type=float, default=0.03,
                         help="With --texture, a setting stays in the running if its worst relative texture error is "
                              "at most this far above the smallest.")
-    add_data_arguments(parser)  # the splits for --near-copies and --texture
+    parser.add_argument("--coverage", action=argparse.BooleanOptionalAction, default=False,
+                        help="Also measure each setting's k-NN coverage of train tiles per class (classifier "
+                             "features) and let the rule use its mean (reads the train split from --data-dir).")
+    parser.add_argument("--coverage-tolerance", type=float, default=0.03,
+                        help="With --coverage, a setting stays in the running if its mean coverage is at most this "
+                             "far below the highest.")
+    add_data_arguments(parser)  # the splits for --near-copies, --texture and --coverage
     parser.add_argument("--seed", type=int, default=0, help="Seed for generation.")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
     parser.add_argument("--output", default=None, help="Optional JSON file for every setting's figures and the choice.")
@@ -144,9 +157,27 @@ def texture_figures(images: np.ndarray, labels: np.ndarray, real_medians: np.nda
             "texture_error_worst": float(errors[tissue].max())}
 
 
+def train_coverage_reference(classifier: TissueClassifier, data_dir: str | None, per_class: int, seed: int,
+                             download: bool = False) -> list[np.ndarray]:
+    """Classifier features of `per_class` train tiles of each class (a seeded draw), one array per class."""
+    images, labels = load_split("train", data_dir, download)
+    rng = np.random.default_rng(seed)
+    picks = [rng.choice(np.flatnonzero(labels == c), size=min(per_class, int((labels == c).sum())), replace=False)
+             for c in range(NUM_CLASSES)]
+    return [classifier.features(images[np.sort(pick)]) for pick in picks]
+
+
+def coverage_figures(features: np.ndarray, labels: np.ndarray, reference: list[np.ndarray]) -> dict:
+    """k-NN coverage of each class's generated features against that class's reference features, and the mean."""
+    per_class = {name: precision_recall_density_coverage(reference[c], features[labels == c])["coverage"]
+                 for c, name in enumerate(CLASS_NAMES)}
+    return {"coverage_per_class": per_class, "coverage_mean": float(np.mean(list(per_class.values())))}
+
+
 def measure_setting(generator, classifier: TissueClassifier, steps: int, guidance: float, interval: str,
                     solver: str, args: argparse.Namespace, reference: NearCopyReference | None = None,
-                    texture_reference: np.ndarray | None = None) -> dict:
+                    texture_reference: np.ndarray | None = None,
+                    coverage_reference: list[np.ndarray] | None = None) -> dict:
     bounds = interval_bounds(interval)
     setattr(generator.profiles, args.profile,
             replace(generator.profiles.get(args.profile), guidance_interval=bounds, solver=solver))
@@ -156,7 +187,8 @@ def measure_setting(generator, classifier: TissueClassifier, steps: int, guidanc
                  for class_index in range(NUM_CLASSES)]
     seconds = time.perf_counter() - started
     images, labels = np.concatenate(generated), np.repeat(np.arange(NUM_CLASSES), args.per_class)
-    report = classification_report(labels, classifier.predict_proba(images).argmax(axis=1))
+    features, probabilities = classifier.features(images), classifier.predict_proba(images)
+    report = classification_report(labels, probabilities.argmax(axis=1))
     per_class_f1 = {name: figures["f1"] for name, figures in report["per_class"].items()}
     result = {"steps": steps, "guidance": guidance, "guidance_interval": list(bounds), "solver": solver,
               "noise_spacing": generator.profiles.get(args.profile).noise_spacing,
@@ -170,6 +202,8 @@ def measure_setting(generator, classifier: TissueClassifier, steps: int, guidanc
                                                   for c, name in enumerate(CLASS_NAMES)}
     if texture_reference is not None:
         result |= texture_figures(images, labels, texture_reference)
+    if coverage_reference is not None:
+        result |= coverage_figures(features, labels, coverage_reference)
     return result
 
 
@@ -179,16 +213,53 @@ def within_tolerance_of_lowest(candidates: list[dict], key: str, tolerance: floa
 
 
 def choose(results: list[dict], tolerance: float, min_class_f1: float = 0.0,
-           near_copy_tolerance: float | None = None, texture_tolerance: float | None = None) -> dict:
-    """The five steps in the module docstring; a tolerance of None skips its step, (2) or (3)."""
+           near_copy_tolerance: float | None = None, texture_tolerance: float | None = None,
+           coverage_tolerance: float | None = None) -> dict:
+    """The six steps in the module docstring; a tolerance of None skips its step, (2), (3) or (4)."""
     candidates = [r for r in results if r["min_class_f1"] >= min_class_f1 - ROUNDING] or results
     if near_copy_tolerance is not None:
         candidates = within_tolerance_of_lowest(candidates, "near_copy_fraction", near_copy_tolerance)
     if texture_tolerance is not None:
         candidates = within_tolerance_of_lowest(candidates, "texture_error_worst", texture_tolerance)
+    if coverage_tolerance is not None:
+        highest = max(r["coverage_mean"] for r in candidates)
+        candidates = [r for r in candidates if r["coverage_mean"] >= highest - coverage_tolerance - ROUNDING]
     best = max(r["macro_f1"] for r in candidates)
     return max((r for r in candidates if r["macro_f1"] >= best - tolerance - ROUNDING),
                key=lambda r: r["images_per_second"])
+
+
+def distinct_settings(args: argparse.Namespace) -> list[tuple[int, float, str, str]]:
+    """(steps, guidance, interval, solver) to measure. Guidance 1.0 never runs the unconditional pass, so its
+    interval changes nothing: it is measured once, at the first interval given."""
+    return [(steps, guidance, interval, solver) for steps in args.steps for guidance in args.guidance
+            for interval in (args.guidance_intervals[:1] if guidance == 1.0 else args.guidance_intervals)
+            for solver in args.solvers]
+
+
+def setting_line(result: dict) -> str:
+    extra = f"  near-copies {result['near_copy_fraction']:.1%}" if "near_copy_fraction" in result else ""
+    extra += f"  worst texture error {result['texture_error_worst']:.1%}" if "texture_error_worst" in result else ""
+    extra += f"  coverage {result['coverage_mean']:.3f}" if "coverage_mean" in result else ""
+    return (f"steps {result['steps']:3d}  guidance {result['guidance']:4.1f}  "
+            f"interval {interval_flag(tuple(result['guidance_interval'])):>7}  {result['solver']:>15}  "
+            f"macro-F1 {result['macro_f1']:.3f}  weakest class {result['min_class_f1']:.3f}{extra}  "
+            f"{result['images_per_second']:.1f} images/s")
+
+
+def measure_all(args: argparse.Namespace, generator, classifier: TissueClassifier) -> list[dict]:
+    """Every distinct setting's figures, with the references its flags ask for read once."""
+    reference = NearCopyReference.load(args.data_dir, args.near_copy_percentile, args.download) if args.near_copies else None
+    texture_reference = train_texture_medians(args.data_dir, args.download) if args.texture else None
+    coverage_reference = (train_coverage_reference(classifier, args.data_dir, args.per_class, args.seed, args.download)
+                          if args.coverage else None)
+    generator.generate(0, 2, steps=2, seed=0)  # warm-up: the first call pays for oneDNN kernel selection
+    results = []
+    for steps, guidance, interval, solver in distinct_settings(args):
+        results.append(measure_setting(generator, classifier, steps, guidance, interval, solver, args, reference,
+                                       texture_reference, coverage_reference))
+        print(setting_line(results[-1]), flush=True)
+    return results
 
 
 def main(args: argparse.Namespace) -> dict:
@@ -198,31 +269,17 @@ def main(args: argparse.Namespace) -> dict:
     if not isinstance(generator, PixelDiffusionGenerator) and set(args.guidance_intervals) != {interval_flag(EVERY_STEP)}:
         raise SystemExit(f"{args.generator} is not a pixel-diffusion generator; only --guidance-intervals 0:1 applies.")
     classifier = TissueClassifier.from_pretrained(args.classifier)
-    reference = NearCopyReference.load(args.data_dir, args.near_copy_percentile, args.download) if args.near_copies else None
-    texture_reference = train_texture_medians(args.data_dir, args.download) if args.texture else None
-    generator.generate(0, 2, steps=2, seed=0)  # warm-up: the first call pays for oneDNN kernel selection
-    results = []
-    settings = [(s, g, i, v) for s in args.steps for g in args.guidance for i in args.guidance_intervals
-                for v in args.solvers]
-    for steps, guidance, interval, solver in settings:
-        result = measure_setting(generator, classifier, steps, guidance, interval, solver, args, reference,
-                                 texture_reference)
-        results.append(result)
-        near = f"  near-copies {result['near_copy_fraction']:.1%}" if reference else ""
-        near += f"  worst texture error {result['texture_error_worst']:.1%}" if args.texture else ""
-        print(f"steps {steps:3d}  guidance {guidance:4.1f}  interval {interval:>7}  {solver:>15}  "
-              f"macro-F1 {result['macro_f1']:.3f}  "
-              f"weakest class {result['min_class_f1']:.3f}{near}  {result['images_per_second']:.1f} images/s", flush=True)
-    chosen = choose(results, args.tolerance, args.min_class_f1, args.near_copy_tolerance if reference else None,
-                    args.texture_tolerance if args.texture else None)
+    results = measure_all(args, generator, classifier)
+    rule = {"min_class_f1": args.min_class_f1, "tolerance": args.tolerance,
+            "near_copy_tolerance": args.near_copy_tolerance if args.near_copies else None,
+            "texture_tolerance": args.texture_tolerance if args.texture else None,
+            "coverage_tolerance": args.coverage_tolerance if args.coverage else None}
+    chosen = choose(results, **rule)
     print(f"chosen: steps {chosen['steps']}, guidance {chosen['guidance']}, interval {chosen['guidance_interval']}, "
           f"solver {chosen['solver']} "
           "(the rule in this script's docstring)")
     summary = {"command": command_line("training.tune_sampling", args),
-               "threads": torch.get_num_threads(), "results": results,
-               "rule": {"min_class_f1": args.min_class_f1, "tolerance": args.tolerance,
-                        "near_copy_tolerance": args.near_copy_tolerance if reference else None,
-                        "texture_tolerance": args.texture_tolerance if args.texture else None},
+               "threads": torch.get_num_threads(), "results": results, "rule": rule,
                "chosen": {field.name: chosen[field.name] for field in fields(SamplingDefaults)}}
     if args.output:
         Path(args.output).write_text(json.dumps(summary, indent=2) + "\n")
