@@ -129,6 +129,17 @@ def load_split(
     return images, labels
 
 
+def per_class_indices(labels: np.ndarray, count: int, seed: int | None = None) -> np.ndarray:
+    """Positions of `count` tiles of each class (all of a class that has fewer), class by class: the first ones,
+    or a seeded draw without replacement."""
+    rng = None if seed is None else np.random.default_rng(seed)
+    picks = []
+    for c in range(NUM_CLASSES):
+        pool = np.flatnonzero(labels == c)
+        picks.append(pool[:count] if rng is None else rng.choice(pool, size=min(count, len(pool)), replace=False))
+    return np.concatenate(picks)
+
+
 def check_images(images: np.ndarray) -> np.ndarray:
     """Validates uint8 RGB 28x28 images; returns them as [N, 28, 28, 3] (a single image gets N=1)."""
     array = np.asarray(images)

@@ -34,7 +34,7 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from pathgen.classifier import TissueClassifier
-from pathgen.data import CLASS_NAMES, NUM_CLASSES, add_data_arguments, load_split
+from pathgen.data import CLASS_NAMES, NUM_CLASSES, add_data_arguments, load_split, per_class_indices
 from pathgen.generation import PROFILES, load_generator
 from pathgen.validation import DEFAULT_THRESHOLD
 from training.classifier_recipe import Recipe, score, train
@@ -100,16 +100,6 @@ def generated_sets(args: argparse.Namespace, shots_by_class: dict[int, np.ndarra
     return sets
 
 
-def first_per_class(labels: np.ndarray, count: int, seed: int | None = None) -> np.ndarray:
-    """`count` positions of each class: the first ones, or a seeded draw."""
-    rng = None if seed is None else np.random.default_rng(seed)
-    picks = []
-    for c in range(NUM_CLASSES):
-        pool = np.flatnonzero(labels == c)
-        picks.append(pool[:count] if rng is None else rng.choice(pool, size=min(count, len(pool)), replace=False))
-    return np.concatenate(picks)
-
-
 def summarise(values: list[float]) -> dict:
     array = np.asarray(values, dtype=float)
     return {"mean": float(array.mean()), "sd": float(array.std(ddof=1)) if len(array) > 1 else None}
@@ -157,7 +147,7 @@ def real_arms(args: argparse.Namespace, data: dict) -> dict:
     """The arms that need no generator: trained before any synthetic set is generated, so a study cut short by
     --segment-minutes has its baselines first."""
     shots_x, shots_y = data["shots"]
-    real_tstr = first_per_class(data["train"][1], args.tstr_per_class, seed=args.shot_seed)
+    real_tstr = per_class_indices(data["train"][1], args.tstr_per_class, seed=args.shot_seed)
     return {"a": (shots_x, shots_y, 0.0), "d": (shots_x, shots_y, args.stain_strength),
             "e_real": (data["train"][0][real_tstr], data["train"][1][real_tstr], 0.0),
             "reference": (*data["train"], 0.0)}
@@ -166,7 +156,7 @@ def real_arms(args: argparse.Namespace, data: dict) -> dict:
 def synthetic_arms(args: argparse.Namespace, data: dict, sets: dict) -> dict:
     shots_x, shots_y = data["shots"]
     unguided, guided = sets["unguided"], sets["guided"]
-    tstr = first_per_class(unguided["labels"], args.tstr_per_class)
+    tstr = per_class_indices(unguided["labels"], args.tstr_per_class)
     return {
         "b": (np.concatenate([shots_x, unguided["images"]]), np.concatenate([shots_y, unguided["labels"]]), 0.0),
         "c": (np.concatenate([shots_x, guided["images"]]), np.concatenate([shots_y, guided["labels"]]), 0.0),

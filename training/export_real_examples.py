@@ -15,8 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from pathgen.classifier import TissueClassifier
-from pathgen.data import DATA_CITATION, add_data_arguments, load_split
-from training.make_fixture import first_per_class
+from pathgen.data import DATA_CITATION, add_data_arguments, load_split, per_class_indices
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -32,7 +31,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(args: argparse.Namespace) -> None:
     images, labels = load_split("val", args.data_dir, download=args.download)
-    keep = first_per_class(labels, args.per_class)
+    keep = np.sort(per_class_indices(labels, args.per_class))
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     classifier = TissueClassifier.from_pretrained(args.classifier)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pathgen.data import DATA_CITATION, DATA_FILE_NAME, NUM_CLASSES, SPLITS, load_split
+from pathgen.data import DATA_CITATION, DATA_FILE_NAME, SPLITS, load_split, per_class_indices
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -24,17 +24,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def first_per_class(labels: np.ndarray, per_class: int) -> np.ndarray:
-    """Official indices of the first `per_class` images of each class, in index order."""
-    picked = [np.flatnonzero(labels == c)[:per_class] for c in range(NUM_CLASSES)]
-    return np.sort(np.concatenate(picked))
-
-
 def main(args: argparse.Namespace) -> None:
     arrays = {}
     for split in SPLITS:
         images, labels = load_split(split, args.data_dir)
-        keep = first_per_class(labels, args.per_class)
+        keep = np.sort(per_class_indices(labels, args.per_class))  # official index order
         arrays[f"{split}_images"] = images[keep]
         arrays[f"{split}_labels"] = labels[keep].reshape(-1, 1).astype(np.uint8)
         arrays[f"{split}_indices"] = keep

@@ -45,7 +45,14 @@ import numpy as np
 import torch
 
 from pathgen.classifier import TissueClassifier
-from pathgen.data import CLASS_NAMES, NUM_CLASSES, TISSUE_CLASSES, add_data_arguments, load_split
+from pathgen.data import (
+    CLASS_NAMES,
+    NUM_CLASSES,
+    TISSUE_CLASSES,
+    add_data_arguments,
+    load_split,
+    per_class_indices,
+)
 from pathgen.generation import (
     EVERY_STEP,
     GENERATOR_CONFIG_NAME,
@@ -161,10 +168,9 @@ def train_coverage_reference(classifier: TissueClassifier, data_dir: str | None,
                              download: bool = False) -> list[np.ndarray]:
     """Classifier features of `per_class` train tiles of each class (a seeded draw), one array per class."""
     images, labels = load_split("train", data_dir, download)
-    rng = np.random.default_rng(seed)
-    picks = [rng.choice(np.flatnonzero(labels == c), size=min(per_class, int((labels == c).sum())), replace=False)
-             for c in range(NUM_CLASSES)]
-    return [classifier.features(images[np.sort(pick)]) for pick in picks]
+    picks = per_class_indices(labels, per_class, seed)
+    features, picked_labels = classifier.features(images[picks]), labels[picks]
+    return [features[picked_labels == c] for c in range(NUM_CLASSES)]
 
 
 def coverage_figures(features: np.ndarray, labels: np.ndarray, reference: list[np.ndarray]) -> dict:
@@ -187,8 +193,7 @@ def measure_setting(generator, classifier: TissueClassifier, steps: int, guidanc
                  for class_index in range(NUM_CLASSES)]
     seconds = time.perf_counter() - started
     images, labels = np.concatenate(generated), np.repeat(np.arange(NUM_CLASSES), args.per_class)
-    features, probabilities = classifier.features(images), classifier.predict_proba(images)
-    report = classification_report(labels, probabilities.argmax(axis=1))
+    report = classification_report(labels, classifier.predict_proba(images).argmax(axis=1))
     per_class_f1 = {name: figures["f1"] for name, figures in report["per_class"].items()}
     result = {"steps": steps, "guidance": guidance, "guidance_interval": list(bounds), "solver": solver,
               "noise_spacing": generator.profiles.get(args.profile).noise_spacing,
@@ -203,13 +208,18 @@ def measure_setting(generator, classifier: TissueClassifier, steps: int, guidanc
     if texture_reference is not None:
         result |= texture_figures(images, labels, texture_reference)
     if coverage_reference is not None:
-        result |= coverage_figures(features, labels, coverage_reference)
+        result |= coverage_figures(classifier.features(images), labels, coverage_reference)
     return result
 
 
 def within_tolerance_of_lowest(candidates: list[dict], key: str, tolerance: float) -> list[dict]:
     lowest = min(r[key] for r in candidates)
     return [r for r in candidates if r[key] <= lowest + tolerance + ROUNDING]
+
+
+def within_tolerance_of_highest(candidates: list[dict], key: str, tolerance: float) -> list[dict]:
+    highest = max(r[key] for r in candidates)
+    return [r for r in candidates if r[key] >= highest - tolerance - ROUNDING]
 
 
 def choose(results: list[dict], tolerance: float, min_class_f1: float = 0.0,
@@ -222,11 +232,8 @@ def choose(results: list[dict], tolerance: float, min_class_f1: float = 0.0,
     if texture_tolerance is not None:
         candidates = within_tolerance_of_lowest(candidates, "texture_error_worst", texture_tolerance)
     if coverage_tolerance is not None:
-        highest = max(r["coverage_mean"] for r in candidates)
-        candidates = [r for r in candidates if r["coverage_mean"] >= highest - coverage_tolerance - ROUNDING]
-    best = max(r["macro_f1"] for r in candidates)
-    return max((r for r in candidates if r["macro_f1"] >= best - tolerance - ROUNDING),
-               key=lambda r: r["images_per_second"])
+        candidates = within_tolerance_of_highest(candidates, "coverage_mean", coverage_tolerance)
+    return max(within_tolerance_of_highest(candidates, "macro_f1", tolerance), key=lambda r: r["images_per_second"])
 
 
 def distinct_settings(args: argparse.Namespace) -> list[tuple[int, float, str, str]]:
