@@ -72,6 +72,21 @@ def test_study_resumes_from_its_finished_runs(tmp_path, monkeypatch, capsys):
     assert len(trained) == 1 + 14
 
 
+def test_arms_split_across_processes_make_one_report(tmp_path, monkeypatch, capsys):
+    trained = []
+    real_train = augmentation_study.train
+    monkeypatch.setattr(augmentation_study, "train", lambda *a: trained.append(a[-1]) or real_train(*a))
+    real_only = augmentation_study.main(augmentation_study.parse_args(tiny_argv(tmp_path, "--arms", "a", "d", "e_real", "reference")))
+    assert real_only is None and not (tmp_path / "augmentation.json").exists()
+    assert "the report needs every arm" in capsys.readouterr().out
+    assert len(trained) == 8 and not (tmp_path / "runs" / "sets").exists()
+    augmentation_study.main(augmentation_study.parse_args(tiny_argv(tmp_path, "--arms", "b", "c", "e_synthetic")))
+    assert len(trained) == 14 and (tmp_path / "runs" / "sets").is_dir()
+    report = augmentation_study.main(augmentation_study.parse_args(tiny_argv(tmp_path)))
+    assert len(trained) == 14, "the full run reuses both processes' runs"
+    assert set(report["arms"]) == set(augmentation_study.ARM_ORDER)
+
+
 def test_batches_cover_every_tile_before_repeating():
     batches = list(batch_indices(10, 5, 4, torch.Generator().manual_seed(0)))
     assert all(len(b) == 4 for b in batches)

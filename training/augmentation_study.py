@@ -44,6 +44,8 @@ from training.synthetic_sets import SetSettings, cache_key, draw_shots, synthesi
 # About 1.6% of the 7180 test tiles: tens for the common classes, a few for the rare ones (paper 2's imbalance).
 DEFAULT_SHOTS = (20, 10, 5, 30, 5, 10, 3, 3, 30)
 GAINS = {"b - a": ("b", "a"), "c - a": ("c", "a"), "d - a": ("d", "a"), "c - d": ("c", "d"), "c - b": ("c", "b")}
+ARM_ORDER = ("a", "b", "c", "d", "e_synthetic", "e_real", "reference")
+SYNTHETIC_ARMS = ("b", "c", "e_synthetic")
 PAPER_2 = {"resnet_small_imbalanced_set": 0.273, "resnet_with_5000_synthetic_per_class": 0.784,
            "clip_small_set": 0.618, "clip_with_synthetic": 0.768}
 
@@ -62,6 +64,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--stain-strength", type=float, default=0.05,
                         help="HED stain jitter half-width of arm d (pathgen.augment.stain_jitter, as train_classifier).")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="Training seeds (at least 3 for intervals).")
+    parser.add_argument("--arms", nargs="+", choices=ARM_ORDER, default=list(ARM_ORDER),
+                        help="Train only these arms, e.g. the generator-free ones in one process and b c e_synthetic "
+                             "in another on a second core; the report is written by a run with every arm.")
     parser.add_argument("--steps", type=int, default=2000, help="Optimisation steps of every classifier.")
     parser.add_argument("--batch-size", type=int, default=256, help="Training batch size.")
     parser.add_argument("--lr", type=float, default=0.1, help="Peak SGD learning rate (one-cycle).")
@@ -140,8 +145,6 @@ def train_and_score(images: np.ndarray, labels: np.ndarray, recipe: Recipe, seed
     return run
 
 
-ARM_ORDER = ("a", "b", "c", "d", "e_synthetic", "e_real", "reference")
-
 
 def real_arms(args: argparse.Namespace, data: dict) -> dict:
     """The arms that need no generator: trained before any synthetic set is generated, so a study cut short by
@@ -192,17 +195,26 @@ def run_arms(args: argparse.Namespace, data: dict, arms: dict, deadline: float) 
 
 
 def all_arms(args: argparse.Namespace, data: dict, shot_indices: np.ndarray) -> tuple[dict, dict] | None:
-    """Generator-free arms, then the synthetic sets, then the arms that use them; None when the segment ends."""
+    """Generator-free arms, then the synthetic sets, then the arms that use them; None when the segment ends or
+    --arms asks for only some of them."""
     deadline = math.inf if args.segment_minutes is None else time.time() + 60 * args.segment_minutes
-    results = run_arms(args, data, real_arms(args, data), deadline)
+    wanted = set(args.arms)
+    results = run_arms(args, data, {k: v for k, v in real_arms(args, data).items() if k in wanted}, deadline)
     if results is None:
         return None
-    shots_x, shots_y = data["shots"]
-    sets = generated_sets(args, {c: shots_x[shots_y == c] for c in range(NUM_CLASSES)}, shot_indices)
-    synthetic = run_arms(args, data, synthetic_arms(args, data, sets), deadline)
-    if synthetic is None:
+    sets = {}
+    if wanted & set(SYNTHETIC_ARMS):
+        shots_x, shots_y = data["shots"]
+        sets = generated_sets(args, {c: shots_x[shots_y == c] for c in range(NUM_CLASSES)}, shot_indices)
+        arms = {k: v for k, v in synthetic_arms(args, data, sets).items() if k in wanted}
+        synthetic = run_arms(args, data, arms, deadline)
+        if synthetic is None:
+            return None
+        results.update(synthetic)
+    if wanted != set(ARM_ORDER):
+        print(f"Arms {', '.join(sorted(wanted))} are trained; the report needs every arm: run the command without "
+              "--arms (finished runs are reused).", flush=True)
         return None
-    results.update(synthetic)
     return {name: results[name] for name in ARM_ORDER}, sets
 
 
