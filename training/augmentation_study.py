@@ -145,7 +145,6 @@ def train_and_score(images: np.ndarray, labels: np.ndarray, recipe: Recipe, seed
     return run
 
 
-
 def real_arms(args: argparse.Namespace, data: dict) -> dict:
     """The arms that need no generator: trained before any synthetic set is generated, so a study cut short by
     --segment-minutes has its baselines first."""
@@ -168,8 +167,10 @@ def synthetic_arms(args: argparse.Namespace, data: dict, sets: dict) -> dict:
 
 
 def run_arms(args: argparse.Namespace, data: dict, arms: dict, deadline: float) -> dict | None:
-    """Trains every arm once per seed; returns per-seed scores keyed by arm. Each finished run is stored under
-    --runs-dir and reused, so a run cut short at `deadline` (None returned) resumes where it stopped."""
+    """Trains every arm of `arms` that --arms asks for once per seed; returns per-seed scores keyed by arm. Each
+    finished run is stored under --runs-dir and reused, so a run cut short at `deadline` (None returned) resumes
+    where it stopped."""
+    arms = {name: arm for name, arm in arms.items() if name in args.arms}
     results = {name: {"train_tiles": len(labels), "runs": []} for name, (_, labels, _) in arms.items()}
     digests = {name: arrays_digest(images, labels) for name, (images, labels, _) in arms.items()}
     test_digest = arrays_digest(*data["held_out"], *data["val"])
@@ -199,15 +200,14 @@ def all_arms(args: argparse.Namespace, data: dict, shot_indices: np.ndarray) -> 
     --arms asks for only some of them."""
     deadline = math.inf if args.segment_minutes is None else time.time() + 60 * args.segment_minutes
     wanted = set(args.arms)
-    results = run_arms(args, data, {k: v for k, v in real_arms(args, data).items() if k in wanted}, deadline)
+    results = run_arms(args, data, real_arms(args, data), deadline)
     if results is None:
         return None
     sets = {}
     if wanted & set(SYNTHETIC_ARMS):
         shots_x, shots_y = data["shots"]
         sets = generated_sets(args, {c: shots_x[shots_y == c] for c in range(NUM_CLASSES)}, shot_indices)
-        arms = {k: v for k, v in synthetic_arms(args, data, sets).items() if k in wanted}
-        synthetic = run_arms(args, data, arms, deadline)
+        synthetic = run_arms(args, data, synthetic_arms(args, data, sets), deadline)
         if synthetic is None:
             return None
         results.update(synthetic)
