@@ -76,7 +76,22 @@ def test_unguided_export_train_only(tmp_path):
         assert set(data.files) == {"train_images", "train_labels"}
 
 
-@pytest.mark.parametrize("extra", [["--per-class", "0"], ["--guided-by-split", "test", "--strength", "0"],
+def test_workers_make_the_same_tiles_as_one_process(tmp_path):
+    one, _ = export(tmp_path / "one", "--per-class", "1")
+    two, _ = export(tmp_path / "two", "--per-class", "1", "--workers", "2")
+    assert two["workers"] == 2 and two["splits"]["train"]["acceptance"] == one["splits"]["train"]["acceptance"]
+    with np.load(tmp_path / "one" / "out" / "pathmnist.npz") as a, np.load(tmp_path / "two" / "out" / "pathmnist.npz") as b:
+        np.testing.assert_array_equal(a["train_images"], b["train_images"])
+        np.testing.assert_array_equal(a["train_labels"], b["train_labels"])
+
+
+def test_a_worker_error_stops_the_export_with_its_message(tmp_path):
+    # At threshold 1.0 no tile can pass, so the first class a worker takes gives up after its empty chunks.
+    with pytest.raises(RuntimeError, match="no tile passed the classifier"):
+        export(tmp_path, "--per-class", "1", "--workers", "2", "--threshold", "1.0", "--max-attempts", "1")
+
+
+@pytest.mark.parametrize("extra", [["--per-class", "0"], ["--workers", "0"], ["--guided-by-split", "test", "--strength", "0"],
                                    ["--guided-by-split", "test", "--shots", "0"], ["--output", "x.txt"]])
 def test_bad_arguments_stop_with_a_message(tmp_path, extra):
     with pytest.raises(SystemExit):

@@ -1,15 +1,16 @@
 """Export validated synthetic tiles in PathMNIST's own layout, plus a JSON record beside the file.
 
-    python -m training.export_synthetic --per-class 5000 --output synthetic/pathmnist.npz
+    python -m training.export_synthetic --per-class 5000 --output synthetic/pathmnist.npz --workers 2
     python -m training.export_synthetic --per-class 5000 --output guided.npz \\
         --guided-by-split test --shots 10 --strength 0.5 --seed 0 --data-dir DATA_DIR
 
 The file holds `train_images` uint8 [M, 28, 28, 3] and `train_labels` uint8 [M, 1] (and `val_*`/`test_*` with
 --val-per-class/--test-per-class), so `np.load` reads it, and so does `pathgen.data.load_split` (or medmnist)
 when it is named pathmnist.npz and its folder is passed as --data-dir. Every tile passed the classifier at
---threshold. With --guided-by-split, --shots real tiles per class are drawn from that split (seeded) and each
-synthetic tile starts from one of its class's shots (SDEdit at --strength). Chunks are cached under
---cache-dir, so an interrupted export resumes where it stopped.
+--threshold. --workers N generates N classes at a time in N processes (one core each). With
+--guided-by-split, --shots real tiles per class are drawn from that split (seeded) and each synthetic tile
+starts from one of its class's shots (SDEdit at --strength). Chunks are cached under --cache-dir, so an
+interrupted export resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -29,7 +30,14 @@ from pathgen.generation import PROFILES, load_generator
 from pathgen.memorisation import NearCopyReference
 from pathgen.validation import DEFAULT_THRESHOLD
 from training.provenance import command_line, describe_model
-from training.synthetic_sets import SetSettings, cache_key, draw_shots, synthesize_set
+from training.synthetic_sets import (
+    ModelSources,
+    SetSettings,
+    cache_key,
+    draw_shots,
+    fill_cache_in_parallel,
+    synthesize_set,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -54,6 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_data_arguments(parser)
     parser.add_argument("--cache-dir", default="runs/synthetic", help="Where generated chunks are cached for resuming.")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="Processes that generate classes side by side, one CPU thread each (e.g. the core count); "
+                             "the tiles are the same for any number.")
     return parser.parse_args(argv)
 
 
@@ -62,6 +73,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise SystemExit("--per-class must be at least 1, --val-per-class and --test-per-class at least 0.")
     if args.guided_by_split and (args.shots < 1 or not 0 < args.strength <= 1):
         raise SystemExit("--shots must be at least 1 and --strength in (0, 1].")
+    if args.workers < 1:
+        raise SystemExit("--workers must be at least 1.")
     if not args.output.endswith(".npz"):
         raise SystemExit("--output must end in .npz.")
 
@@ -94,6 +107,10 @@ def main(args: argparse.Namespace) -> dict:
                                shot_split=args.guided_by_split, near_copies_excluded=args.exclude_near_copies,
                                shot_indices=tuple(int(i) for i in shot_indices) if shots else ())
         key = cache_key(args.generator, args.classifier, settings, asdict(generator.profiles.get(args.profile)))
+        if args.workers > 1:
+            sources = ModelSources(args.generator, args.classifier, args.data_dir, args.download)
+            fill_cache_in_parallel(sources, count, settings, Path(args.cache_dir) / key, args.workers, shots,
+                                   desc=f"{split} ({key})")
         images, labels, stats = synthesize_set(generator, classifier, count, settings, Path(args.cache_dir) / key,
                                                shots, exclude, desc=f"{split} ({key})")
         arrays[f"{split}_images"], arrays[f"{split}_labels"] = images, labels.astype(np.uint8)[:, None]
@@ -110,7 +127,8 @@ def main(args: argparse.Namespace) -> dict:
         "near_copies_excluded": args.exclude_near_copies,
         "guidance": None if not shots else {"split": args.guided_by_split, "shots_per_class": args.shots,
                                             "strength": args.strength, "shot_indices": [int(i) for i in shot_indices]},
-        "classes": list(CLASS_NAMES), "splits": record_splits, "wall_time_s": time.time() - started,
+        "classes": list(CLASS_NAMES), "splits": record_splits, "workers": args.workers,
+        "wall_time_s": time.time() - started,
         "note": "Synthetic tiles, validated by a classifier; for research and education, never for diagnosis.",
     }
     output.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")

@@ -11,17 +11,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
+import queue
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from pathgen.classifier import TissueClassifier
 from pathgen.data import CLASS_NAMES, NUM_CLASSES
-from pathgen.generation import ImageGenerator
+from pathgen.generation import ImageGenerator, load_generator
 from pathgen.guided import wrong_class_examples
+from pathgen.memorisation import NearCopyReference
 from pathgen.validation import derive_seed, generate_validated
 from training.provenance import describe_model
 
@@ -135,3 +140,63 @@ def synthesize_set(generator: ImageGenerator, classifier: TissueClassifier, per_
             labels.append(np.full(len(result.images), c, dtype=np.int64))
             stats[CLASS_NAMES[c]] = result.summary()
     return np.concatenate(images), np.concatenate(labels), stats
+
+
+@dataclass
+class ModelSources:
+    """What a worker process needs to load the models (and the near-copy reference) itself."""
+
+    generator_dir: str
+    classifier_dir: str
+    data_dir: str | None = None
+    download: bool = False
+
+
+class _QueueProgress:
+    """Stands in for a tqdm bar inside a worker: each update goes to the parent's bar."""
+
+    def __init__(self, updates: queue.Queue) -> None:
+        self.updates = updates
+
+    def update(self, n: int) -> None:
+        self.updates.put(n)
+
+
+def _fill_class(sources: ModelSources, class_index: int, n: int, settings: SetSettings, cache_dir: Path,
+                shots: np.ndarray | None, updates: queue.Queue) -> None:
+    torch.set_num_threads(1)  # one core per worker; the workers together use the machine
+    generator = load_generator(sources.generator_dir)
+    classifier = TissueClassifier.from_pretrained(sources.classifier_dir)
+    exclude = None
+    if settings.near_copies_excluded:
+        exclude = NearCopyReference.load(sources.data_dir, download=sources.download).near_copies
+    synthesize_class(generator, classifier, class_index, n, settings, cache_dir, shots, exclude,
+                     _QueueProgress(updates))
+
+
+def fill_cache_in_parallel(sources: ModelSources, per_class: int, settings: SetSettings, cache_dir: Path,
+                           workers: int, shots_by_class: dict[int, np.ndarray] | None = None,
+                           desc: str = "synthetic") -> None:
+    """Generate every class's missing chunks into `cache_dir`, one class at a time per worker process.
+
+    Each chunk's seed depends only on the settings, the class and the chunk, so the tiles are the ones a
+    single process would make; `synthesize_set` then reads the whole set from the cache.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}.")
+    context = multiprocessing.get_context("spawn")  # fork would copy the parent's torch threads and state
+    with context.Manager() as manager, ProcessPoolExecutor(workers, mp_context=context) as pool:
+        updates = manager.Queue()
+        futures = [pool.submit(_fill_class, sources, c, per_class, settings, cache_dir,
+                               None if shots_by_class is None else shots_by_class[c], updates)
+                   for c in range(NUM_CLASSES)]
+        with tqdm(total=per_class * NUM_CLASSES, desc=f"{desc}, {workers} workers", mininterval=10) as progress:
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, timeout=1, return_when=FIRST_EXCEPTION)
+                failed = [future for future in done if future.exception() is not None]
+                if failed:  # stop here with the worker's own message, without running the classes still queued
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise failed[0].exception()
+                while not updates.empty():
+                    progress.update(updates.get())
