@@ -23,6 +23,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="Training minutes to compare the runs at (default: every save of each run).")
     parser.add_argument("--batch-size", type=int, default=64, help="Images per step, to count images seen.")
     parser.add_argument("--plot", default=None, help="Also draw geometric mean against minutes to this PNG.")
+    parser.add_argument("--reference", default=None, metavar="LABEL=VALUE",
+                        help="A held-out geometric mean to draw as a level line on the plot, e.g. shipped=0.005264.")
     return parser.parse_args(argv)
 
 
@@ -65,7 +67,17 @@ def table(runs: dict[str, list[dict]], at_minutes: list[float] | None, batch_siz
     return "\n".join(lines)
 
 
-def plot(runs: dict[str, list[dict]], path: str) -> None:
+def parse_reference(text: str | None) -> tuple[str, float] | None:
+    if text is None:
+        return None
+    label, _, value = text.rpartition("=")
+    try:
+        return label or "reference", float(value)
+    except ValueError:
+        raise SystemExit(f"--reference {text!r}: expected LABEL=VALUE with a number, e.g. shipped=0.005264.") from None
+
+
+def plot(runs: dict[str, list[dict]], path: str, reference: tuple[str, float] | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -74,6 +86,8 @@ def plot(runs: dict[str, list[dict]], path: str) -> None:
     figure, axis = plt.subplots(figsize=(6, 4))
     for name, saves in runs.items():
         axis.plot([s["minutes"] for s in saves], [s["geometric"] for s in saves], marker="o", label=name)
+    if reference:
+        axis.axhline(reference[1], color="grey", linestyle="--", label=f"{reference[0]} ({reference[1]:g})")
     axis.set(xlabel="training minutes (one CPU thread)", ylabel="held-out x0-MSE, geometric mean", yscale="log")
     axis.legend()
     figure.tight_layout()
@@ -83,11 +97,12 @@ def plot(runs: dict[str, list[dict]], path: str) -> None:
 
 
 def main(args: argparse.Namespace) -> str:
+    reference = parse_reference(args.reference)
     runs = {Path(run).expanduser().name: read_saves(run) for run in args.runs}
     text = table(runs, args.at_minutes, args.batch_size)
     print(text)
     if args.plot:
-        plot(runs, args.plot)
+        plot(runs, args.plot, reference)
     return text
 
 
