@@ -17,7 +17,9 @@ import json
 import tempfile
 from pathlib import Path
 
+from pathgen.generation import PROFILES
 from training import export_synthetic
+from training.provenance import command_line
 
 BUDGET_MIN = 60.0
 TARGET_PER_CLASS = 5000
@@ -27,7 +29,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--per-class", type=int, default=TARGET_PER_CLASS, help="Validated train tiles per class.")
     parser.add_argument("--workers", type=int, default=2, help="Export processes, one CPU thread each.")
-    parser.add_argument("--profile", default="live", help="The generator's sampling profile.")
+    parser.add_argument("--profile", choices=PROFILES, default="live", help="The generator's sampling profile.")
     parser.add_argument("--from-record", default=None,
                         help="An export's JSON record to report instead of running an export.")
     parser.add_argument("--output", default=None, help="Also write the figures to this JSON file.")
@@ -35,12 +37,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def summarise(record: dict) -> dict:
-    """Wall time, rate and budget ratio of one export record, projected to 5000 per class."""
+    """Wall time, rate and budget ratio of one export record, projected to 5000 per class, with the export's
+    command and model hashes."""
     train = record["splits"]["train"]
     minutes = record["wall_time_s"] / 60
     tiles_per_s = train["tiles"] / record["wall_time_s"]
     projected_min = minutes * TARGET_PER_CLASS / train["per_class"]
-    return {"command": record["command"], "profile": record["sampling"]["profile"], "workers": record["workers"],
+    return {"export_command": record["command"], "generator": record.get("generator"),
+            "classifier": record.get("classifier"), "profile": record["sampling"]["profile"], "workers": record["workers"],
             "tiles": train["tiles"], "per_class": train["per_class"], "wall_min": round(minutes, 2),
             "validated_tiles_per_s": round(tiles_per_s, 2), "projected_min_at_5000": round(projected_min, 2),
             "ratio_to_budget": round(projected_min / BUDGET_MIN, 3), "budget_min": BUDGET_MIN}
@@ -59,7 +63,7 @@ def main(args: argparse.Namespace) -> dict:
         record = json.loads(Path(args.from_record).read_text())
     else:
         record = run_export(args)
-    figures = summarise(record)
+    figures = {"command": command_line("benchmarks.export", args), **summarise(record)}
     print(f"{figures['tiles']} validated tiles ({figures['per_class']} per class, {figures['profile']} profile, "
           f"{figures['workers']} workers) in {figures['wall_min']:.1f} min: {figures['validated_tiles_per_s']:.1f} tiles/s")
     print(f"projected to {TARGET_PER_CLASS} per class: {figures['projected_min_at_5000']:.1f} min; "

@@ -12,6 +12,9 @@ def test_benchmark_runs_a_fresh_export_and_projects_it(tmp_path):
     assert figures["projected_min_at_5000"] > figures["wall_min"] > 0
     assert figures["ratio_to_budget"] == round(figures["projected_min_at_5000"] / 60, 3)
     assert json.loads(output.read_text()) == figures
+    assert figures["command"].startswith("python -m benchmarks.export --per-class 1")
+    assert figures["export_command"].startswith("python -m training.export_synthetic --per-class 1")
+    assert figures["generator"]["sha256"] and figures["classifier"]["sha256"]
 
 
 def test_benchmark_reads_an_existing_record(tmp_path):
