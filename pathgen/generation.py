@@ -24,6 +24,7 @@ from .guided import check_examples, check_strength, starting_tiles
 MAX_IMAGES_PER_CALL = 1024
 MAX_STEPS = 1000
 MAX_GUIDANCE = 20.0
+MAX_DISCRIMINATOR_GUIDANCE = 10.0
 GENERATOR_CONFIG_NAME = "generator_config.json"
 PROFILES = ("live", "bank")
 EVERY_STEP = (0.0, 1.0)  # the guidance interval that guides every sampling step
@@ -50,6 +51,8 @@ class SamplingDefaults:
     guidance_interval: tuple[float, float] = EVERY_STEP
     solver: str = SOLVERS[0]
     noise_spacing: str = NOISE_SPACINGS[0]
+    # Weight of discriminator guidance (pathgen.discriminator); 0 samples the model alone.
+    discriminator_guidance: float = 0.0
 
     def __post_init__(self) -> None:
         if isinstance(self.steps, bool) or not isinstance(self.steps, (int, np.integer)) \
@@ -69,6 +72,20 @@ class SamplingDefaults:
             raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, got {self.solver!r}.")
         if self.noise_spacing not in NOISE_SPACINGS:
             raise ValueError(f"noise_spacing must be one of {', '.join(NOISE_SPACINGS)}, got {self.noise_spacing!r}.")
+        weight = self.discriminator_guidance
+        if isinstance(weight, bool) or not isinstance(weight, (int, float, np.floating)) \
+                or not 0.0 <= weight <= MAX_DISCRIMINATOR_GUIDANCE:
+            raise ValueError(f"discriminator_guidance must be a number from 0 to {MAX_DISCRIMINATOR_GUIDANCE}, "
+                             f"got {weight!r}.")
+        self.discriminator_guidance = float(weight)
+
+    def to_dict(self) -> dict:
+        """The settings as generator_config.json stores them; discriminator guidance only where it is used, so
+        configs, hashes and cache keys of generators without it stay what they were."""
+        settings = asdict(self)
+        if not settings["discriminator_guidance"]:
+            del settings["discriminator_guidance"]
+        return settings
 
     @property
     def guides_everywhere(self) -> bool:
@@ -88,7 +105,7 @@ class SamplingProfiles:
         return getattr(self, profile)
 
     def to_dict(self) -> dict:
-        return {name: asdict(self.get(name)) for name in PROFILES}
+        return {name: self.get(name).to_dict() for name in PROFILES}
 
     @classmethod
     def from_config(cls, config: dict) -> SamplingProfiles:

@@ -8,6 +8,7 @@ with DPM-Solver++.
 from __future__ import annotations
 
 import copy
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ from diffusers import DDPMScheduler, DPMSolverMultistepScheduler, UNet2DModel
 
 from .cpu import has_fast_bf16
 from .data import NUM_CLASSES
+from .discriminator import FOLDER_NAME as DISCRIMINATOR_FOLDER
+from .discriminator import MAX_SIGMA, MIN_SIGMA, REBUILD, NoisyTileDiscriminator, logit_gradient
 from .generation import (
     EVERY_STEP,
     SOLVERS,
@@ -94,12 +97,25 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 
 class ClassConditionalPipeline:
-    """Classifier-free-guided DPM-Solver++ sampling from a class-conditional UNet."""
+    """Classifier-free-guided DPM-Solver++ sampling from a class-conditional UNet, optionally corrected by a
+    discriminator (pathgen.discriminator)."""
 
-    def __init__(self, unet: UNet2DModel, scheduler_config: dict) -> None:
+    def __init__(self, unet: UNet2DModel, scheduler_config: dict, discriminator: torch.nn.Module | None = None) -> None:
         self.unet = unet.eval()
         self.scheduler_config = scheduler_config
         self.null_class = unet.config.num_class_embeds - 1
+        self.discriminator = discriminator.eval() if discriminator is not None else None
+
+    def discriminator_corrected(self, v: torch.Tensor, sample: torch.Tensor, t: torch.Tensor, labels: torch.Tensor,
+                                weight: float, scheduler: DPMSolverMultistepScheduler) -> torch.Tensor:
+        """v - weight * (sigma / alpha) * grad logit D: the real data's score where the discriminator is right."""
+        if self.discriminator is None:
+            raise ValueError(f"This generator has no discriminator for discriminator guidance; train one with {REBUILD}.")
+        alpha_bar = float(scheduler.alphas_cumprod[int(t)])
+        sigma = math.sqrt((1 - alpha_bar) / alpha_bar)
+        if not MIN_SIGMA <= sigma <= MAX_SIGMA:  # outside the levels it was trained on
+            return v
+        return v - weight * sigma * logit_gradient(self.discriminator, sample, sigma, labels)
 
     def make_scheduler(self, solver: str = SOLVERS[0], noise_spacing: str = "trailing") -> DPMSolverMultistepScheduler:
         # "trailing" spacing starts sampling at the very last timestep (pure noise), which the
@@ -119,12 +135,13 @@ class ClassConditionalPipeline:
                  generator: torch.Generator | None = None, bf16: bool | None = None,
                  guidance_interval: tuple[float, float] = EVERY_STEP, solver: str = SOLVERS[0],
                  noise_spacing: str = "trailing", start: torch.Tensor | None = None,
-                 strength: float = 1.0) -> torch.Tensor:
+                 strength: float = 1.0, discriminator_guidance: float = 0.0) -> torch.Tensor:
         """`bf16=None` uses bfloat16 autocast only where the CPU runs it natively; `guidance_interval` and
         `solver` and `noise_spacing` as in `SamplingDefaults` (outside the interval the class-conditional prediction is used alone).
         The SDE solver's per-step noise comes from `generator` too, so a seed still fixes the images.
         `start` ([n, 3, 28, 28] in [-1, 1]) is noised to the level `strength` and only the rest of the schedule
-        runs (SDEdit; see pathgen.guided); without it sampling starts from pure noise."""
+        runs (SDEdit; see pathgen.guided); without it sampling starts from pure noise. `discriminator_guidance`
+        weights the discriminator's correction (0: none)."""
         bf16 = has_fast_bf16() if bf16 is None else bf16
         scheduler = self.make_scheduler(solver)
         self.set_timesteps(scheduler, steps, noise_spacing)
@@ -147,6 +164,8 @@ class ClassConditionalPipeline:
             if guided:
                 conditional, unconditional = output.chunk(2)
                 output = unconditional + guidance * (conditional - unconditional)
+            if discriminator_guidance:
+                output = self.discriminator_corrected(output, sample, t, class_labels, discriminator_guidance, scheduler)
             sample = scheduler.step(output, t, sample, generator=generator).prev_sample
         return sample
 
@@ -155,9 +174,13 @@ class PixelDiffusionGenerator(BatchedGenerator):
     """The shipped backend: `generate(class, n, profile=...)` -> uint8 [n, 28, 28, 3]."""
 
     def __init__(self, unet: UNet2DModel, scheduler_config: dict, profiles: SamplingProfiles | None = None,
-                 batch_size: int = 64, bf16: bool | None = None) -> None:
-        self.pipeline = ClassConditionalPipeline(unet, scheduler_config)
+                 batch_size: int = 64, bf16: bool | None = None,
+                 discriminator: NoisyTileDiscriminator | None = None) -> None:
+        self.pipeline = ClassConditionalPipeline(unet, scheduler_config, discriminator)
         self.profiles = profiles or SamplingProfiles()
+        if discriminator is None and any(self.profiles.get(name).discriminator_guidance for name in ("live", "bank")):
+            raise ValueError("A sampling profile asks for discriminator guidance but the generator has no "
+                             f"discriminator/ folder; train one with {REBUILD}, or set discriminator_guidance to 0.")
         self.batch_size = batch_size
         # Images depend on the precision, so a seed repeats an image only at the same one; None: native bf16 only.
         self.bf16 = has_fast_bf16() if bf16 is None else bf16
@@ -167,7 +190,8 @@ class PixelDiffusionGenerator(BatchedGenerator):
         labels = torch.full((count,), class_index, dtype=torch.long)
         return to_uint8(self.pipeline(labels, settings.steps, settings.guidance, generator, bf16=self.bf16,
                                       guidance_interval=settings.guidance_interval, solver=settings.solver,
-                                      noise_spacing=settings.noise_spacing))
+                                      noise_spacing=settings.noise_spacing,
+                                      discriminator_guidance=settings.discriminator_guidance))
 
     def sample_guided_batch(self, class_index: int, starts: np.ndarray, strength: float, settings: SamplingDefaults,
                             generator: torch.Generator) -> np.ndarray:
@@ -175,13 +199,15 @@ class PixelDiffusionGenerator(BatchedGenerator):
         return to_uint8(self.pipeline(labels, settings.steps, settings.guidance, generator, bf16=self.bf16,
                                       guidance_interval=settings.guidance_interval, solver=settings.solver,
                                       noise_spacing=settings.noise_spacing, start=to_model_range(starts),
-                                      strength=strength))
+                                      strength=strength, discriminator_guidance=settings.discriminator_guidance))
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
-        """unet/ (fp16 safetensors + config), scheduler/, and generator_config.json."""
+        """unet/ (fp16 safetensors + config), scheduler/, generator_config.json, and discriminator/ if it has one."""
         folder = Path(path)
         half = copy.deepcopy(self.pipeline.unet).to(torch.float16)
         half.save_pretrained(folder / "unet", safe_serialization=True)
+        if self.pipeline.discriminator is not None:
+            self.pipeline.discriminator.save_pretrained(folder / DISCRIMINATOR_FOLDER)
         DDPMScheduler.from_config(self.pipeline.scheduler_config).save_pretrained(folder / "scheduler")
         write_generator_config(folder, BACKEND, self.profiles)
 
@@ -197,4 +223,6 @@ class PixelDiffusionGenerator(BatchedGenerator):
                 f"Generator in {folder} is corrupt or incomplete ({error}). Rebuild it with "
                 "`python -m training.train_generator` or restore assets/generator/."
             ) from error
-        return cls(unet, scheduler_config, profiles)
+        discriminator_dir = folder / DISCRIMINATOR_FOLDER
+        discriminator = NoisyTileDiscriminator.from_pretrained(discriminator_dir) if discriminator_dir.is_dir() else None
+        return cls(unet, scheduler_config, profiles, discriminator=discriminator)

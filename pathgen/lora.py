@@ -79,6 +79,9 @@ class LoraGenerator(BatchedGenerator):
             if not profiles.get(name).guides_everywhere:
                 raise ValueError(f"The Stable Diffusion + LoRA backend guides every step; set the {name} profile's "
                                  "guidance_interval to [0.0, 1.0].")
+            if profiles.get(name).discriminator_guidance:
+                raise ValueError(f"Discriminator guidance exists for the pixel-diffusion backend only; set the {name} "
+                                 "profile's discriminator_guidance to 0.")
         pipe.set_progress_bar_config(disable=True)
         self.pipe = pipe
         self.resolution = resolution

@@ -23,6 +23,7 @@ def test_tiny_study_runs_end_to_end(tmp_path):
     assert (tmp_path / "augmentation.png").stat().st_size > 0
     design = report["design"]
     assert design["shots"] == 15 and design["held_out_test_tiles"] == 162 - 15
+    assert design["recipe"]["bf16"] is False and report["cpu"]["threads"] == 1
     assert set(report["arms"]) == {"a", "b", "c", "d", "e_synthetic", "e_real", "reference"}
     assert report["runs"]["b"]["train_tiles"] == 15 + 18 and report["runs"]["e_real"]["train_tiles"] == 18
     for arm in report["arms"].values():

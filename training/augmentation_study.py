@@ -34,6 +34,7 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from pathgen.classifier import TissueClassifier
+from pathgen.cpu import has_fast_bf16
 from pathgen.data import CLASS_NAMES, NUM_CLASSES, add_data_arguments, load_split, per_class_indices
 from pathgen.generation import PROFILES, load_generator
 from pathgen.validation import DEFAULT_THRESHOLD
@@ -89,7 +90,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def generated_sets(args: argparse.Namespace, shots_by_class: dict[int, np.ndarray], shot_indices: np.ndarray) -> dict:
     """The unguided set (its first --tstr-per-class per class serve arm e) and the guided set, both cached."""
     generator, classifier = load_generator(args.generator), TissueClassifier.from_pretrained(args.classifier)
-    profile = asdict(generator.profiles.get(args.profile))
+    profile = generator.profiles.get(args.profile).to_dict()
     sets = {}
     for name, guided in (("unguided", False), ("guided", True)):
         per_class = args.synthetic_per_class if guided else max(args.synthetic_per_class, args.tstr_per_class)
@@ -306,10 +307,13 @@ def main(args: argparse.Namespace) -> dict | None:
         "design": {"shot_counts": dict(zip(CLASS_NAMES, args.shot_counts, strict=True)), "shots": len(shot_indices),
                    "shot_fraction_of_test": len(shot_indices) / (len(shot_indices) + len(data["held_out"][1])),
                    "held_out_test_tiles": len(data["held_out"][1]), "shot_indices": shot_indices.tolist(),
-                   "seeds": args.seeds, "recipe": asdict(Recipe(steps=args.steps, batch_size=args.batch_size, lr=args.lr)),
+                   "seeds": args.seeds, "recipe": asdict(Recipe(steps=args.steps, batch_size=args.batch_size, lr=args.lr, bf16=args.bf16)),
                    "arm_d_augmentation": f"pathgen.augment.stain_jitter (HED, strength {args.stain_strength}) + colour_jitter"},
         "generated": {name: {k: v for k, v in s.items() if k not in ("images", "labels")} for name, s in sets.items()},
         "arms": arms, "gains": gains, "tstr_ratio": tstr, "runs": results, "paper_2": PAPER_2,
+        # bf16 training rounds differently with and without native bf16 kernels, so runs repeat per CPU kind.
+        "cpu": {"capability": torch.backends.cpu.get_cpu_capability(), "native_bf16": has_fast_bf16(),
+                "threads": torch.get_num_threads()},
         "wall_time_min": (time.time() - started) / 60,
         "training_min": sum(run["train_s"] for arm in results.values() for run in arm["runs"]) / 60,
     }

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -106,7 +105,7 @@ def main(args: argparse.Namespace) -> dict:
                                seed=args.seed, split=split, strength=args.strength if shots else None,
                                shot_split=args.guided_by_split, near_copies_excluded=args.exclude_near_copies,
                                shot_indices=tuple(int(i) for i in shot_indices) if shots else ())
-        key = cache_key(args.generator, args.classifier, settings, asdict(generator.profiles.get(args.profile)))
+        key = cache_key(args.generator, args.classifier, settings, generator.profiles.get(args.profile).to_dict())
         if args.workers > 1:
             sources = ModelSources(args.generator, args.classifier, args.data_dir, args.download)
             fill_cache_in_parallel(sources, count, settings, Path(args.cache_dir) / key, args.workers, shots,
@@ -122,7 +121,7 @@ def main(args: argparse.Namespace) -> dict:
     record = {
         "command": command_line("training.export_synthetic", args),
         "generator": describe_model(args.generator), "classifier": describe_model(args.classifier),
-        "sampling": {"profile": args.profile, **asdict(generator.profiles.get(args.profile))},
+        "sampling": {"profile": args.profile, **generator.profiles.get(args.profile).to_dict()},
         "threshold": args.threshold, "max_attempts": args.max_attempts, "seed": args.seed,
         "near_copies_excluded": args.exclude_near_copies,
         "guidance": None if not shots else {"split": args.guided_by_split, "shots_per_class": args.shots,

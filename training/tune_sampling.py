@@ -92,6 +92,14 @@ def guidance_interval_flag(text: str) -> str:
         raise argparse.ArgumentTypeError(f"expected LOW:HIGH with 0 <= LOW <= HIGH <= 1, got {text!r}") from error
 
 
+def discriminator_weight(text: str) -> float:
+    """The --discriminator-guidance type: a weight SamplingDefaults accepts."""
+    try:
+        return SamplingDefaults(discriminator_guidance=float(text)).discriminator_guidance
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--generator", default="assets/generator", help="Generator folder (load_generator).")
@@ -107,6 +115,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--solvers", nargs="+", choices=SOLVERS, default=[SOLVERS[0]],
                         help="DPM-Solver++ variants to try: the deterministic ODE solver, or its SDE form, which adds "
                              "fresh (seeded) noise at every step.")
+    parser.add_argument("--discriminator-guidance", type=discriminator_weight, nargs="+", default=[0.0],
+                        help="Discriminator-guidance weights to try (pixel-diffusion generators with a discriminator/ "
+                             "folder, from training.train_discriminator); 0 samples the model alone.")
     parser.add_argument("--per-class", type=int, default=100, help="Unfiltered images per class and setting.")
     parser.add_argument("--batch-size", type=int, default=64, help="Images per generate call.")
     parser.add_argument("--tolerance", type=float, default=0.01,
@@ -180,13 +191,15 @@ def coverage_figures(features: np.ndarray, labels: np.ndarray, reference: list[n
     return {"coverage_per_class": per_class, "coverage_mean": float(np.mean(list(per_class.values())))}
 
 
-def measure_setting(generator, classifier: TissueClassifier, steps: int, guidance: float, interval: str,
-                    solver: str, args: argparse.Namespace, reference: NearCopyReference | None = None,
+def measure_setting(generator, classifier: TissueClassifier, setting: tuple[int, float, str, str, float],
+                    args: argparse.Namespace, reference: NearCopyReference | None = None,
                     texture_reference: np.ndarray | None = None,
                     coverage_reference: list[np.ndarray] | None = None) -> dict:
+    steps, guidance, interval, solver, discriminator_guidance = setting
     bounds = interval_bounds(interval)
     setattr(generator.profiles, args.profile,
-            replace(generator.profiles.get(args.profile), guidance_interval=bounds, solver=solver))
+            replace(generator.profiles.get(args.profile), guidance_interval=bounds, solver=solver,
+                    discriminator_guidance=discriminator_guidance))
     started = time.perf_counter()
     generated = [generate_unfiltered(generator, class_index, args.per_class, run_seed=args.seed, stream=TUNING_STREAM,
                                      batch_size=args.batch_size, steps=steps, guidance=guidance, profile=args.profile)
@@ -197,6 +210,7 @@ def measure_setting(generator, classifier: TissueClassifier, steps: int, guidanc
     per_class_f1 = {name: figures["f1"] for name, figures in report["per_class"].items()}
     result = {"steps": steps, "guidance": guidance, "guidance_interval": list(bounds), "solver": solver,
               "noise_spacing": generator.profiles.get(args.profile).noise_spacing,
+              "discriminator_guidance": discriminator_guidance,
               "macro_f1": report["macro_f1"],
               "min_class_f1": min(per_class_f1.values()), "per_class_f1": per_class_f1,
               "images_per_second": len(labels) / seconds}
@@ -236,18 +250,19 @@ def choose(results: list[dict], tolerance: float, min_class_f1: float = 0.0,
     return max(within_tolerance_of_highest(candidates, "macro_f1", tolerance), key=lambda r: r["images_per_second"])
 
 
-def distinct_settings(args: argparse.Namespace) -> list[tuple[int, float, str, str]]:
-    """(steps, guidance, interval, solver) to measure. Guidance 1.0 never runs the unconditional pass, so its
-    interval changes nothing: it is measured once, at the first interval given."""
-    return [(steps, guidance, interval, solver) for steps in args.steps for guidance in args.guidance
+def distinct_settings(args: argparse.Namespace) -> list[tuple[int, float, str, str, float]]:
+    """(steps, guidance, interval, solver, discriminator guidance) to measure. Guidance 1.0 never runs the
+    unconditional pass, so its interval changes nothing: it is measured once, at the first interval given."""
+    return [(steps, guidance, interval, solver, weight) for steps in args.steps for guidance in args.guidance
             for interval in (args.guidance_intervals[:1] if guidance == 1.0 else args.guidance_intervals)
-            for solver in args.solvers]
+            for solver in args.solvers for weight in args.discriminator_guidance]
 
 
 def setting_line(result: dict) -> str:
     extra = f"  near-copies {result['near_copy_fraction']:.1%}" if "near_copy_fraction" in result else ""
     extra += f"  worst texture error {result['texture_error_worst']:.1%}" if "texture_error_worst" in result else ""
     extra += f"  coverage {result['coverage_mean']:.3f}" if "coverage_mean" in result else ""
+    extra += f"  discriminator {result['discriminator_guidance']:g}" if result.get("discriminator_guidance") else ""
     return (f"steps {result['steps']:3d}  guidance {result['guidance']:4.1f}  "
             f"interval {interval_flag(tuple(result['guidance_interval'])):>7}  {result['solver']:>15}  "
             f"macro-F1 {result['macro_f1']:.3f}  weakest class {result['min_class_f1']:.3f}{extra}  "
@@ -262,9 +277,9 @@ def measure_all(args: argparse.Namespace, generator, classifier: TissueClassifie
                           if args.coverage else None)
     generator.generate(0, 2, steps=2, seed=0)  # warm-up: the first call pays for oneDNN kernel selection
     results = []
-    for steps, guidance, interval, solver in distinct_settings(args):
-        results.append(measure_setting(generator, classifier, steps, guidance, interval, solver, args, reference,
-                                       texture_reference, coverage_reference))
+    for setting in distinct_settings(args):
+        results.append(measure_setting(generator, classifier, setting, args, reference, texture_reference,
+                                       coverage_reference))
         print(setting_line(results[-1]), flush=True)
     return results
 
@@ -275,6 +290,9 @@ def main(args: argparse.Namespace) -> dict:
     generator = load_generator(args.generator)
     if not isinstance(generator, PixelDiffusionGenerator) and set(args.guidance_intervals) != {interval_flag(EVERY_STEP)}:
         raise SystemExit(f"{args.generator} is not a pixel-diffusion generator; only --guidance-intervals 0:1 applies.")
+    if any(args.discriminator_guidance) and getattr(getattr(generator, "pipeline", None), "discriminator", None) is None:
+        raise SystemExit(f"{args.generator} has no discriminator/ folder, so --discriminator-guidance can only be 0; "
+                         "train one with `python -m training.train_discriminator`.")
     classifier = TissueClassifier.from_pretrained(args.classifier)
     results = measure_all(args, generator, classifier)
     rule = {"min_class_f1": args.min_class_f1, "tolerance": args.tolerance,
@@ -283,7 +301,7 @@ def main(args: argparse.Namespace) -> dict:
             "coverage_tolerance": args.coverage_tolerance if args.coverage else None}
     chosen = choose(results, **rule)
     print(f"chosen: steps {chosen['steps']}, guidance {chosen['guidance']}, interval {chosen['guidance_interval']}, "
-          f"solver {chosen['solver']} "
+          f"solver {chosen['solver']}, discriminator guidance {chosen['discriminator_guidance']} "
           "(the rule in this script's docstring)")
     summary = {"command": command_line("training.tune_sampling", args),
                "threads": torch.get_num_threads(), "results": results, "rule": rule,
