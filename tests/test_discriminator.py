@@ -113,6 +113,7 @@ def test_training_tells_real_from_generated_and_writes_a_loadable_folder(tmp_pat
     record = json.loads((tmp_path / "gen" / "discriminator" / "training.json").read_text())
     assert record["command"].split()[:3] == ["python", "-m", "training.train_discriminator"]
     assert record["generator"]["sha256"] and record["generated_tiles"]["sha256"]
+    assert not any(name.startswith("discriminator/") for name in record["generator"]["sha256"])
     assert isinstance(load_generator(tmp_path / "gen").pipeline.discriminator, NoisyTileDiscriminator)
 
 

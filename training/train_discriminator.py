@@ -131,9 +131,17 @@ def evaluate(model: NoisyTileDiscriminator, sets: dict, seed: int) -> dict:
     return figures
 
 
+def generator_identity(folder: str) -> dict:
+    """The generator's hashes without its discriminator/ (which this script replaces)."""
+    described = describe_model(folder)
+    described["sha256"] = {name: digest for name, digest in described["sha256"].items()
+                           if not name.startswith(f"{FOLDER_NAME}/")}
+    return described
+
+
 def record(args: argparse.Namespace, sets: dict, held_out: dict, losses: list[float], seconds: float) -> dict:
     fake_file = Path(args.fake_data_dir) / "pathmnist.npz"
-    return {"command": command_line("training.train_discriminator", args), "generator": describe_model(args.generator),
+    return {"command": command_line("training.train_discriminator", args), "generator": generator_identity(args.generator),
             "generated_tiles": {"file": str(fake_file), "sha256": file_sha256(fake_file)},
             "tiles": {name: {part: len(sets[name][part][1]) for part in ("train", "held_out")} for name in sets},
             "steps": args.steps, "batch_size": args.batch_size, "train_wall_time_min": seconds / 60,
