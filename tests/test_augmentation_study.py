@@ -94,3 +94,10 @@ def test_batches_cover_every_tile_before_repeating():
     first_pass = np.concatenate(batches)[:8]
     assert len(set(first_pass.tolist())) == 8
     assert [len(b) for b in batch_indices(3, 2, 8, torch.Generator())] == [3, 3]
+
+
+def test_unguided_arms_do_not_generate_the_guided_set(tmp_path):
+    assert augmentation_study.main(augmentation_study.parse_args(tiny_argv(tmp_path, "--arms", "b", "e_synthetic"))) is None
+    assert [p.name.split("-")[0] for p in (tmp_path / "runs" / "sets").iterdir()] == ["unguided"]
+    assert sorted(p.name.split("-")[0] for p in (tmp_path / "runs" / "results").iterdir()) == ["b", "b", "e_synthetic",
+                                                                                              "e_synthetic"]

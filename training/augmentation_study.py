@@ -87,12 +87,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def generated_sets(args: argparse.Namespace, shots_by_class: dict[int, np.ndarray], shot_indices: np.ndarray) -> dict:
-    """The unguided set (its first --tstr-per-class per class serve arm e) and the guided set, both cached."""
+def generated_sets(args: argparse.Namespace, shots_by_class: dict[int, np.ndarray], shot_indices: np.ndarray,
+                   names: set[str]) -> dict:
+    """Of the unguided set (its first --tstr-per-class per class serve arm e) and the guided set, those in `names`;
+    each cached."""
     generator, classifier = load_generator(args.generator), TissueClassifier.from_pretrained(args.classifier)
     profile = generator.profiles.get(args.profile).to_dict()
     sets = {}
     for name, guided in (("unguided", False), ("guided", True)):
+        if name not in names:
+            continue
         per_class = args.synthetic_per_class if guided else max(args.synthetic_per_class, args.tstr_per_class)
         settings = SetSettings(profile=args.profile, threshold=args.threshold, seed=args.shot_seed,
                                strength=args.strength if guided else None, shot_split="test" if guided else None,
@@ -157,14 +161,18 @@ def real_arms(args: argparse.Namespace, data: dict) -> dict:
 
 
 def synthetic_arms(args: argparse.Namespace, data: dict, sets: dict) -> dict:
+    """The arms whose generated set is in `sets`: b and e_synthetic use the unguided set, c the guided one."""
     shots_x, shots_y = data["shots"]
-    unguided, guided = sets["unguided"], sets["guided"]
-    tstr = per_class_indices(unguided["labels"], args.tstr_per_class)
-    return {
-        "b": (np.concatenate([shots_x, unguided["images"]]), np.concatenate([shots_y, unguided["labels"]]), 0.0),
-        "c": (np.concatenate([shots_x, guided["images"]]), np.concatenate([shots_y, guided["labels"]]), 0.0),
-        "e_synthetic": (unguided["images"][tstr], unguided["labels"][tstr], 0.0),
-    }
+    arms = {}
+    if "unguided" in sets:
+        unguided = sets["unguided"]
+        tstr = per_class_indices(unguided["labels"], args.tstr_per_class)
+        arms["b"] = (np.concatenate([shots_x, unguided["images"]]), np.concatenate([shots_y, unguided["labels"]]), 0.0)
+        arms["e_synthetic"] = (unguided["images"][tstr], unguided["labels"][tstr], 0.0)
+    if "guided" in sets:
+        guided = sets["guided"]
+        arms["c"] = (np.concatenate([shots_x, guided["images"]]), np.concatenate([shots_y, guided["labels"]]), 0.0)
+    return {name: arms[name] for name in SYNTHETIC_ARMS if name in arms}
 
 
 def run_arms(args: argparse.Namespace, data: dict, arms: dict, deadline: float) -> dict | None:
@@ -205,9 +213,11 @@ def all_arms(args: argparse.Namespace, data: dict, shot_indices: np.ndarray) -> 
     if results is None:
         return None
     sets = {}
-    if wanted & set(SYNTHETIC_ARMS):
+    # Only the sets the wanted arms use, so that e.g. --arms b e_synthetic need not wait for the guided set.
+    names = ({"unguided"} if wanted & {"b", "e_synthetic"} else set()) | ({"guided"} if "c" in wanted else set())
+    if names:
         shots_x, shots_y = data["shots"]
-        sets = generated_sets(args, {c: shots_x[shots_y == c] for c in range(NUM_CLASSES)}, shot_indices)
+        sets = generated_sets(args, {c: shots_x[shots_y == c] for c in range(NUM_CLASSES)}, shot_indices, names)
         synthetic = run_arms(args, data, synthetic_arms(args, data, sets), deadline)
         if synthetic is None:
             return None
