@@ -23,6 +23,7 @@ from .discriminator import FOLDER_NAME as DISCRIMINATOR_FOLDER
 from .discriminator import MAX_SIGMA, MIN_SIGMA, REBUILD, NoisyTileDiscriminator, logit_gradient
 from .generation import (
     EVERY_STEP,
+    PROFILES,
     SOLVERS,
     BatchedGenerator,
     SamplingDefaults,
@@ -178,7 +179,7 @@ class PixelDiffusionGenerator(BatchedGenerator):
                  discriminator: NoisyTileDiscriminator | None = None) -> None:
         self.pipeline = ClassConditionalPipeline(unet, scheduler_config, discriminator)
         self.profiles = profiles or SamplingProfiles()
-        if discriminator is None and any(self.profiles.get(name).discriminator_guidance for name in ("live", "bank")):
+        if discriminator is None and any(self.profiles.get(name).discriminator_guidance for name in PROFILES):
             raise ValueError("A sampling profile asks for discriminator guidance but the generator has no "
                              f"discriminator/ folder; train one with {REBUILD}, or set discriminator_guidance to 0.")
         self.batch_size = batch_size
