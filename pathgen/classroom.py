@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .bank import ImageBank
+from .checks import is_number_in
 from .data import CLASS_NAMES, NUM_CLASSES, TISSUE_CLASSES, resolve_class
 from .quiz import DIFFICULTIES, MAX_QUESTIONS, new_quiz
 
@@ -111,8 +112,7 @@ class AssignmentSettings:
             raise ClassroomError(f"Difficulty must be one of {', '.join(DIFFICULTIES)}; got {_shown(difficulty)}.")
         if mode not in MODES:
             raise ClassroomError(f"The kind of quiz must be one of {', '.join(MODES)}; got {_shown(mode)}.")
-        if isinstance(real_share_percent, bool) or not isinstance(real_share_percent, (int, float)) \
-                or not 0 <= real_share_percent <= 100:
+        if not is_number_in(real_share_percent, 0.0, 100.0):
             raise ClassroomError(f"The share of real tiles must be a number from 0 to 100; got {_shown(real_share_percent)}.")
         if not isinstance(classes, (list, tuple)) or not classes or len(classes) > NUM_CLASSES:
             raise ClassroomError("Choose at least one tissue class.")

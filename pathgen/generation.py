@@ -18,6 +18,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from .checks import is_number_in, is_whole_in
 from .data import resolve_class
 from .guided import check_examples, check_strength, starting_tiles
 
@@ -55,11 +56,9 @@ class SamplingDefaults:
     discriminator_guidance: float = 0.0
 
     def __post_init__(self) -> None:
-        if isinstance(self.steps, bool) or not isinstance(self.steps, (int, np.integer)) \
-                or not 1 <= self.steps <= MAX_STEPS:
+        if not is_whole_in(self.steps, 1, MAX_STEPS):
             raise ValueError(f"steps must be a whole number from 1 to {MAX_STEPS}, got {self.steps!r}.")
-        if isinstance(self.guidance, bool) or not isinstance(self.guidance, (int, float, np.floating)) \
-                or not 0.0 <= self.guidance <= MAX_GUIDANCE:
+        if not is_number_in(self.guidance, 0.0, MAX_GUIDANCE):
             raise ValueError(f"guidance must be a number from 0 to {MAX_GUIDANCE}, got {self.guidance!r}.")
         try:
             low, high = (float(bound) for bound in self.guidance_interval)
@@ -73,8 +72,7 @@ class SamplingDefaults:
         if self.noise_spacing not in NOISE_SPACINGS:
             raise ValueError(f"noise_spacing must be one of {', '.join(NOISE_SPACINGS)}, got {self.noise_spacing!r}.")
         weight = self.discriminator_guidance
-        if isinstance(weight, bool) or not isinstance(weight, (int, float, np.floating)) \
-                or not 0.0 <= weight <= MAX_DISCRIMINATOR_GUIDANCE:
+        if not is_number_in(weight, 0.0, MAX_DISCRIMINATOR_GUIDANCE):
             raise ValueError(f"discriminator_guidance must be a number from 0 to {MAX_DISCRIMINATOR_GUIDANCE}, "
                              f"got {weight!r}.")
         self.discriminator_guidance = float(weight)
@@ -139,14 +137,13 @@ class ImageGenerator(Protocol):
 def check_generation_args(class_index: int, n: int, seed: int | None, steps: int, guidance: float) -> int:
     """Validates the user-facing arguments; returns the class index."""
     tissue = resolve_class(class_index)
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= MAX_IMAGES_PER_CALL:
+    if not is_whole_in(n, 1, MAX_IMAGES_PER_CALL):
         raise ValueError(f"n must be a whole number from 1 to {MAX_IMAGES_PER_CALL}, got {n!r}.")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63):
+    if seed is not None and not is_whole_in(seed, 0, 2**63 - 1):
         raise ValueError(f"seed must be a whole number from 0 to 2**63-1 or None, got {seed!r}.")
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= MAX_STEPS:
+    if not is_whole_in(steps, 1, MAX_STEPS):
         raise ValueError(f"steps must be a whole number from 1 to {MAX_STEPS}, got {steps!r}.")
-    if isinstance(guidance, bool) or not isinstance(guidance, (int, float, np.floating)) \
-            or not 0.0 <= guidance <= MAX_GUIDANCE:
+    if not is_number_in(guidance, 0.0, MAX_GUIDANCE):
         raise ValueError(f"guidance must be a number from 0 to {MAX_GUIDANCE}, got {guidance!r}.")
     return tissue.index
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .checks import is_number_in
 from .data import IMAGE_SHAPE
 
 MAX_EXAMPLES = 4096
@@ -20,7 +21,7 @@ SURE_OTHER_CLASS = 0.9
 
 
 def check_strength(strength: float) -> float:
-    if isinstance(strength, bool) or not isinstance(strength, (int, float, np.floating)) or not 0.0 < strength <= 1.0:
+    if not is_number_in(strength, 0.0, 1.0, include_low=False):
         raise ValueError(f"strength must be a number above 0 and at most 1, got {str(strength)[:40]!r}.")
     return float(strength)
 

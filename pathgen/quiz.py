@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .bank import ImageBank
+from .checks import is_number_in, is_whole_in
 from .data import CLASS_NAMES, NUM_CLASSES, TISSUE_CLASSES, TissueClass, resolve_class
 
 DIFFICULTIES = ("easy", "hard", "mixed")
@@ -139,10 +140,9 @@ def new_quiz(bank: ImageBank, n_questions: int, difficulty: str = "mixed",
     """
     if difficulty not in DIFFICULTIES:
         raise ValueError(f"Difficulty must be one of {', '.join(DIFFICULTIES)}, got {difficulty!r}.")
-    if isinstance(n_questions, bool) or not isinstance(n_questions, (int, np.integer)) \
-            or not 1 <= n_questions <= MAX_QUESTIONS:
+    if not is_whole_in(n_questions, 1, MAX_QUESTIONS):
         raise ValueError(f"Number of questions must be a whole number from 1 to {MAX_QUESTIONS}, got {n_questions!r}.")
-    if isinstance(real_share, bool) or not isinstance(real_share, (int, float)) or not 0 <= real_share <= 1:
+    if not is_number_in(real_share, 0.0, 1.0):
         raise ValueError(f"The share of real tiles must be from 0 to 1, got {real_share!r}.")
     if real is None and real_share > 0:
         raise ValueError("This app has no real tiles to quiz on; set the share of real tiles to 0.")

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy.stats import binomtest
 
+from .checks import is_whole_in
 from .data import CLASS_NAMES, NUM_CLASSES
 
 MAX_TILES = 40
@@ -71,7 +72,7 @@ class Detection:
 
 def new_round(bank_labels: np.ndarray, real_labels: np.ndarray, n: int, seed: int | None = None) -> RealismRound:
     """n tiles, half real and half synthetic (the odd one either), spread over the classes, in random order."""
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 2 <= n <= MAX_TILES:
+    if not is_whole_in(n, 2, MAX_TILES):
         raise ValueError(f"A round has from 2 to {MAX_TILES} tiles, got {n!r}.")
     rng = np.random.default_rng(seed)
     n_real = n // 2 + int(rng.integers(2)) * (n % 2)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .checks import is_number_in, is_whole_in
 from .classifier import TissueClassifier
 from .data import CLASS_NAMES
 from .generation import MAX_IMAGES_PER_CALL, ImageGenerator, check_generation_args
@@ -97,16 +98,12 @@ def regenerate(generator: ImageGenerator, class_index: int, image_seed: int, *, 
                               profile=profile)[position]
 
 
-def _whole_in(value: object, low: int, high: int) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, np.integer)) and low <= value <= high
-
-
 def _check_validation_args(threshold: float, max_attempts: int, batch_size: int | None) -> None:
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating)) or not 0 < threshold <= 1:
+    if not is_number_in(threshold, 0.0, 1.0, include_low=False):
         raise ValueError(f"threshold must be a probability above 0 and at most 1, got {threshold!r}.")
-    if not _whole_in(max_attempts, 1, MAX_ATTEMPTS):
+    if not is_whole_in(max_attempts, 1, MAX_ATTEMPTS):
         raise ValueError(f"max_attempts must be a whole number from 1 to {MAX_ATTEMPTS}, got {max_attempts!r}.")
-    if batch_size is not None and not _whole_in(batch_size, 1, MAX_IMAGES_PER_CALL):
+    if batch_size is not None and not is_whole_in(batch_size, 1, MAX_IMAGES_PER_CALL):
         raise ValueError(f"batch_size must be None or a whole number from 1 to {MAX_IMAGES_PER_CALL}, "
                          f"got {batch_size!r}.")
 
