@@ -32,6 +32,7 @@ from pathgen.cpu import has_fast_bf16
 from pathgen.data import NUM_CLASSES
 from pathgen.generation import PROFILES, load_generator
 from pathgen.validation import DEFAULT_THRESHOLD, derive_seed, generate_validated
+from training.provenance import command_line, describe_model
 from ui.explore import EXPLORE_FRESH
 from ui.generate import rounds_allowed
 
@@ -163,7 +164,8 @@ def main(args: argparse.Namespace) -> dict:
         figures["ratio_sd_over_ours"] = figures["sd15_seconds_per_image"] / figures["seconds_per_validated_image"]
         print(f"{profile}: ours is {figures['ratio_sd_over_ours']:.0f}x faster per validated tile than one SD 1.5 "
               f"image (UNet only, {figures['sd15_seconds_per_image']:.1f} s) at {figures['steps']} steps")
-    result = {"threads": torch.get_num_threads(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    result = {"command": command_line("benchmarks.generation", args), "generator": describe_model(args.generator),
+              "threads": torch.get_num_threads(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
               "native_bf16": has_fast_bf16(), "threshold": args.threshold, "per_class": args.per_class,
               "raw_batch": args.raw_batch, "profiles": profiles, "generate_fresh_examples": fresh,
               "sd15_unet_seconds_per_step_batch2": sd_step}

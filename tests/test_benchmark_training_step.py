@@ -1,0 +1,29 @@
+"""benchmarks.training_step times real optimiser steps of the generator's recipe per execution mode."""
+
+import json
+
+import pytest
+
+from benchmarks import training_step
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_benchmark_times_each_mode_against_eager(tmp_path):
+    output = tmp_path / "steps.json"
+    report = training_step.main(training_step.parse_args([
+        "--channels", "32", "32", "32", "--batch-size", "4", "--warmup", "1", "--steps", "2",
+        "--modes", "eager", "channels-last", "--no-bf16", "--output", str(output)]))
+    assert set(report["modes"]) == {"eager", "channels-last"}
+    assert report["modes"]["eager"]["ratio_to_eager"] == 1.0
+    channels_last = report["modes"]["channels-last"]
+    assert channels_last["median_s_per_step"] >= channels_last["min_s_per_step"] > 0
+    assert channels_last["ratio_to_eager"] == pytest.approx(
+        channels_last["median_s_per_step"] / report["modes"]["eager"]["median_s_per_step"])
+    assert report["parameters"] > 0 and report["bf16"] is False
+    assert json.loads(output.read_text()) == report
+    assert report["command"].startswith("python -m benchmarks.training_step --channels 32 32 32")
+
+
+def test_benchmark_refuses_an_unknown_mode():
+    with pytest.raises(SystemExit):
+        training_step.parse_args(["--modes", "fastest"])
