@@ -63,6 +63,9 @@ def test_fine_tuning_starts_from_the_saved_weights_and_keeps_their_architecture(
         assert torch.allclose(weight, tuned_weights[name], atol=0.05), name
     record = json.loads((tuned / "training.json").read_text())
     assert record["args"]["init_from"] == str(base)
+    # The record names the architecture that trained, not the ignored --channels.
+    assert record["args"]["channels"] == [16, 32] and record["args"]["norm_groups"] == 8
+    assert "--channels 16 32 " in record["segments"][0]["command"]
     parent = record["initialised_from"]  # the base's own history travels with the fine-tuned weights
     assert parent["path"] == str(base) and parent["training"] == json.loads((base / "training.json").read_text())
     assert parent["sha256"]["unet/diffusion_pytorch_model.safetensors"]

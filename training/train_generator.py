@@ -113,6 +113,14 @@ def build_model(args: argparse.Namespace) -> UNet2DModel:
     return UNet2DModel.from_pretrained(unet_dir, torch_dtype=torch.float32)
 
 
+def adopt_architecture(args: argparse.Namespace, unet: UNet2DModel) -> None:
+    """Sets the architecture flags to the model's own, so that an --init-from run records the shape it trained
+    rather than the flags' defaults, which --init-from ignores."""
+    args.channels = list(unet.config.block_out_channels)
+    args.layers_per_block = unet.config.layers_per_block
+    args.norm_groups = unet.config.norm_num_groups
+
+
 def parent_record(init_from: str | None) -> dict | None:
     """The model a fine-tuning run started from and that model's own training record, so that an export's
     training.json carries the whole history of its weights, segment by segment."""
@@ -325,6 +333,8 @@ def main(args: argparse.Namespace) -> None:
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     train_x, train_y = load_data(args)
     state = TrainingState(args)
+    if args.init_from:
+        adopt_architecture(args, state.unet)
     checkpoint_file = checkpoint_dir / "checkpoint.pt"
     if args.resume and checkpoint_file.is_file():
         state.load(checkpoint_file)
