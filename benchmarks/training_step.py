@@ -24,8 +24,8 @@ import torch
 from pathgen.cpu import has_fast_bf16
 from pathgen.data import NUM_CLASSES
 from pathgen.generator import UNetShape, build_noise_scheduler, build_unet
+from training import train_generator
 from training.provenance import command_line
-from training.train_generator import diffusion_loss
 
 MODES = ("eager", "channels-last", "compile")
 
@@ -48,9 +48,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def loss_arguments(bf16: bool) -> argparse.Namespace:
-    """The long run's recipe, as train_generator's diffusion_loss reads it."""
-    return argparse.Namespace(noise_sampling="lognormal", p_mean=-1.2, p_std=1.2, loss_weighting="edm",
-                              sigma_data=0.5, min_snr_gamma=5.0, bf16=bf16)
+    """The long run's recipe, parsed by train_generator itself so that its defaults have one home."""
+    return train_generator.parse_args(["--noise-sampling", "lognormal", "--loss-weighting", "edm",
+                                       "--bf16" if bf16 else "--no-bf16"])
 
 
 def time_mode(mode: str, args: argparse.Namespace) -> dict:
@@ -67,7 +67,7 @@ def time_mode(mode: str, args: argparse.Namespace) -> dict:
     durations = []
     for index in range(args.warmup + args.steps):
         started = time.perf_counter()
-        loss = diffusion_loss(model, scheduler, clean, labels, recipe, generator)
+        loss = train_generator.diffusion_loss(model, scheduler, clean, labels, recipe, generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
