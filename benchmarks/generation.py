@@ -103,7 +103,7 @@ def time_profile(generator, classifier, profile: str, args: argparse.Namespace) 
     if not run["accepted"]:
         raise SystemExit(f"{profile}: no image reached probability {args.threshold}; check the generator and classifier.")
     ours = run["seconds"] / run["accepted"]
-    print(f"{profile} ({settings.steps} steps, guidance {settings.guidance}, {settings.solver}, "
+    print(f"{profile} ({settings.steps} steps, guidance {settings.describe_guidance()}, {settings.solver}, "
           f"{settings.noise_spacing}): unvalidated {raw:.1f} images/s; {run['accepted']} validated of "
           f"{run['generated']} generated in {run['seconds']:.1f} s -> {1 / ours:.1f} validated tiles/s", flush=True)
     return {"sampling": asdict(settings), "steps": settings.steps, "raw_images_per_second": raw,

@@ -77,7 +77,7 @@ def resolve_class(class_ref: int | str) -> TissueClass:
             if wanted in (tissue.key, tissue.name.lower(), str(tissue.index)):
                 return tissue
     valid = ", ".join(f"{c.index}={c.key}" for c in TISSUE_CLASSES)
-    raise ValueError(f"Unknown tissue class {class_ref!r}; expected one of {valid}.")
+    raise ValueError(f"Unknown tissue class {str(class_ref)[:40]!r}; expected one of {valid}.")
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .checks import is_number_in, is_whole_in
-from .data import resolve_class
+from .data import TISSUE_CLASSES, resolve_class
 from .guided import check_examples, check_strength, starting_tiles
 
 MAX_IMAGES_PER_CALL = 1024
@@ -54,6 +54,9 @@ class SamplingDefaults:
     noise_spacing: str = NOISE_SPACINGS[0]
     # Weight of discriminator guidance (pathgen.discriminator); 0 samples the model alone.
     discriminator_guidance: float = 0.0
+    # Guidance for named classes (class key -> scale) in place of `guidance`: guidance trades a class's range of
+    # appearance for recognisability, and classes that are recognisable without it lose only variety.
+    class_guidance: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not is_whole_in(self.steps, 1, MAX_STEPS):
@@ -76,18 +79,42 @@ class SamplingDefaults:
             raise ValueError(f"discriminator_guidance must be a number from 0 to {MAX_DISCRIMINATOR_GUIDANCE}, "
                              f"got {weight!r}.")
         self.discriminator_guidance = float(weight)
+        self.class_guidance = checked_class_guidance(self.class_guidance)
+
+    def guidance_for(self, class_index: int) -> float:
+        """The guidance scale this profile samples class `class_index` with."""
+        return self.class_guidance.get(resolve_class(class_index).key, self.guidance)
+
+    def describe_guidance(self) -> str:
+        """'1.5', or '1.5 (mucus 1, stroma 1.25)' when classes have their own scale."""
+        named = ", ".join(f"{key} {scale:g}" for key, scale in self.class_guidance.items())
+        return f"{self.guidance:g}" + (f" ({named})" if named else "")
 
     def to_dict(self) -> dict:
-        """The settings as generator_config.json stores them; discriminator guidance only where it is used, so
-        configs, hashes and cache keys of generators without it stay what they were."""
+        """The settings as generator_config.json stores them; discriminator guidance and per-class scales only
+        where they are used, so configs, hashes and cache keys of generators without them stay what they were."""
         settings = asdict(self)
-        if not settings["discriminator_guidance"]:
-            del settings["discriminator_guidance"]
+        for optional in ("discriminator_guidance", "class_guidance"):
+            if not settings[optional]:
+                del settings[optional]
         return settings
 
     @property
     def guides_everywhere(self) -> bool:
         return self.guidance_interval == EVERY_STEP
+
+
+def checked_class_guidance(class_guidance: object) -> dict[str, float]:
+    """{class key: scale} in class order, from keys, indices or names; ValueError naming what is wrong."""
+    if not isinstance(class_guidance, dict):
+        raise ValueError(f"class_guidance must map class keys to guidance scales, got {str(class_guidance)[:60]!r}.")
+    scales = {}
+    for class_ref, scale in class_guidance.items():
+        key = resolve_class(class_ref).key
+        if not is_number_in(scale, 0.0, MAX_GUIDANCE):
+            raise ValueError(f"class_guidance[{key!r}] must be a number from 0 to {MAX_GUIDANCE}, got {scale!r}.")
+        scales[key] = float(scale)
+    return {tissue.key: scales[tissue.key] for tissue in TISSUE_CLASSES if tissue.key in scales}
 
 
 @dataclass
@@ -168,9 +195,11 @@ class BatchedGenerator:
         """Checks one call's arguments; returns the class, the profile's settings with the overrides, the noise."""
         settings = self.profiles.get(profile)
         steps = settings.steps if steps is None else steps
-        guidance = settings.guidance if guidance is None else guidance
+        class_index = resolve_class(class_index).index
+        guidance = settings.guidance_for(class_index) if guidance is None else guidance
         class_index = check_generation_args(class_index, n, seed, steps, guidance)
-        settings = SamplingDefaults(**{**asdict(settings), "steps": int(steps), "guidance": float(guidance)})
+        settings = SamplingDefaults(**{**asdict(settings), "steps": int(steps), "guidance": float(guidance),
+                                       "class_guidance": {}})
         # A CPU generator draws the same noise for a seed on every device.
         generator = torch.Generator().manual_seed(int(seed) if seed is not None else int(torch.seed() % 2**63))
         return class_index, settings, generator

@@ -436,3 +436,21 @@ def test_confusion_tables_show_every_count_in_its_cell_and_escape_labels():
     assert [[cell.split(">", 1)[1].split("<")[0] for cell in row.split("<td")[1:]] for row in rows] == [["3", ""], ["1", "2"]]
     assert "&lt;b&gt;A&lt;/b&gt;" in table and "<b>A</b>" not in table
     assert "rgba(31,119,180,0.90)" in rows[0]  # the largest count is the darkest cell
+
+
+def test_guidance_slider_follows_the_profiles_scale_for_the_chosen_tissue():
+    from types import SimpleNamespace
+
+    from pathgen.generation import SamplingDefaults, SamplingProfiles
+
+    profiles = SamplingProfiles(live=SamplingDefaults(steps=12, guidance=2.0),
+                                bank=SamplingDefaults(steps=50, guidance=1.5, class_guidance={"mucus": 1.0}))
+    services = SimpleNamespace(generator=SimpleNamespace(profiles=profiles))
+    assert generate.profile_settings(services, "bank", "mucus")[:2] == (50, 1.0)
+    assert generate.profile_settings(services, "bank", "stroma")[:2] == (50, 1.5)
+    assert generate.profile_settings(services, "live", "mucus")[:2] == (12, 2.0)
+    assert generate.class_guidance(services, "bank", "mucus")[0] == 1.0
+    # A profile with one scale for every class leaves the user's guidance alone when the tissue changes.
+    assert generate.class_guidance(services, "live", "mucus")[0] == generate.gr.skip()
+    with pytest.raises(ValueError, match="Tissue type must be one of"):
+        generate.class_guidance(services, "bank", "x" * 10_000)

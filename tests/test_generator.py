@@ -375,3 +375,30 @@ def test_ema_decays_differ_from_the_first_step_of_a_fine_tune():
         torch.nn.init.constant_(ema.weight, 0.0)
         update_ema(ema, model, step=100, decay=decay, warmup=False)
     assert ema_short.weight.item() == pytest.approx(0.1) and ema_long.weight.item() == pytest.approx(0.01)
+
+
+def test_class_guidance_samples_named_classes_at_their_own_scale_and_round_trips(tmp_path):
+    generator = tiny_generator(steps=3, guidance=2.5, class_guidance={"mucus": 1.0, 7: 4.0})
+    live = generator.profiles.live
+    assert live.class_guidance == {"mucus": 1.0, "stroma": 4.0}  # keys, in class order
+    assert [live.guidance_for(c) for c in (0, 4, 7)] == [2.5, 1.0, 4.0]
+    assert live.describe_guidance() == "2.5 (mucus 1, stroma 4)"
+    np.testing.assert_array_equal(generator.generate("mucus", 3, seed=5), generator.generate(4, 3, seed=5, guidance=1.0))
+    assert not np.array_equal(generator.generate(4, 3, seed=5), generator.generate(4, 3, seed=5, guidance=2.5))
+    np.testing.assert_array_equal(generator.generate(0, 3, seed=5), generator.generate(0, 3, seed=5, guidance=2.5))
+    generator.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / GENERATOR_CONFIG_NAME).read_text())["sampling_profiles"]["live"]["class_guidance"] == {
+        "mucus": 1.0, "stroma": 4.0}
+    assert load_generator(tmp_path).profiles.live == live
+    # Profiles without per-class scales store none, so their configs and hashes stay as they were.
+    assert "class_guidance" not in SamplingDefaults().to_dict()
+
+
+@pytest.mark.parametrize(("class_guidance", "message"), [
+    ({"mucosa": 1.0}, "Unknown tissue class"), ({"mucus": -1.0}, "class_guidance\\['mucus'\\]"),
+    ({"mucus": "1.0"}, "class_guidance\\['mucus'\\]"), ({"mucus": float("nan")}, "class_guidance"),
+    ([1.0] * 9, "class_guidance must map"), ({"x" * 10_000: 1.0}, "Unknown tissue class")])
+def test_bad_class_guidance_is_refused_with_a_clear_message(class_guidance, message):
+    with pytest.raises(ValueError, match=message) as refused:
+        SamplingDefaults(class_guidance=class_guidance)
+    assert len(str(refused.value)) < 300

@@ -95,11 +95,16 @@ def test_a_setting_exactly_on_the_near_copy_tolerance_stays_in():
     assert tune_sampling.choose(results, tolerance=0.01, near_copy_tolerance=0.01)["steps"] == 10
 
 
-def test_sweep_measures_every_setting_and_writes_the_choice_to_the_generator(tmp_path, fixture_dir):
+def save_tiny_models(folder) -> None:
+    """A random tiny generator in folder/gen and classifier in folder/clf."""
     torch.manual_seed(0)
     shape = UNetShape(block_out_channels=(16, 32), norm_num_groups=8, attention_head_dim=8)
-    PixelDiffusionGenerator(build_unet(shape), dict(build_noise_scheduler().config)).save_pretrained(tmp_path / "gen")
-    TissueClassifier().eval().save_pretrained(tmp_path / "clf")
+    PixelDiffusionGenerator(build_unet(shape), dict(build_noise_scheduler().config)).save_pretrained(folder / "gen")
+    TissueClassifier().eval().save_pretrained(folder / "clf")
+
+
+def test_sweep_measures_every_setting_and_writes_the_choice_to_the_generator(tmp_path, fixture_dir):
+    save_tiny_models(tmp_path)
     args = tune_sampling.parse_args(["--generator", str(tmp_path / "gen"), "--classifier", str(tmp_path / "clf"),
                                      "--steps", "1", "2", "--guidance", "1", "2.5", "--per-class", "3",
                                      "--guidance-intervals", "0:1", "0:.5", "--solvers", "dpmsolver++",
@@ -130,6 +135,37 @@ def test_sweep_measures_every_setting_and_writes_the_choice_to_the_generator(tmp
     assert defaults.solver == summary["chosen"]["solver"]
     assert summary["chosen"] == {key: tune_sampling.choose(summary["results"], 0.01, 0.85, 0.01, 0.03, 0.03)[key]
                                  for key in summary["chosen"]}
+
+
+def test_class_guidance_choice_is_written_with_the_profile(tmp_path, fixture_dir):
+    save_tiny_models(tmp_path)
+    args = tune_sampling.parse_args(["--generator", str(tmp_path / "gen"), "--classifier", str(tmp_path / "clf"),
+                                     "--profile", "bank", "--steps", "1", "--guidance", "1", "2.5", "--per-class", "3",
+                                     "--coverage", "--class-guidance", "--min-class-f1", "0",
+                                     "--data-dir", str(fixture_dir), "--batch-size", "3", "--write-defaults"])
+    summary = tune_sampling.main(args)
+    for result in summary["results"]:
+        assert [sum(row) for row in result["predicted_counts_per_class"].values()] == [3] * 9
+        assert set(result["recall_per_class"]) == set(CLASS_NAMES)
+    choice = summary["per_class_choice"]
+    assert choice["stands"] and set(choice["picked"].values()) <= {1.0, 2.5} and len(choice["picked"]) == 9
+    bank = load_generator(tmp_path / "gen").profiles.bank
+    assert bank.class_guidance == choice["class_guidance"] == summary["chosen"]["class_guidance"]
+    assert [bank.guidance_for(c) for c in range(9)] == list(choice["picked"].values())
+    # The same choice from the sweep's JSON, without measuring again.
+    (tmp_path / "sweep.json").write_text(json.dumps(summary))
+    again = tune_sampling.main(tune_sampling.parse_args(["--results", str(tmp_path / "sweep.json"), "--coverage",
+                                                         "--class-guidance", "--min-class-f1", "0"]))
+    assert again["chosen"] == summary["chosen"] and again["results_from"] == str(tmp_path / "sweep.json")
+
+
+@pytest.mark.parametrize("content", ["{not json", json.dumps({"results": []}), json.dumps({"chosen": {}})])
+def test_results_that_are_not_a_sweep_are_refused(tmp_path, content):
+    (tmp_path / "sweep.json").write_text(content)
+    with pytest.raises(SystemExit, match="not a sweep written by"):
+        tune_sampling.main(tune_sampling.parse_args(["--results", str(tmp_path / "sweep.json")]))
+    with pytest.raises(SystemExit, match="not a sweep written by"):
+        tune_sampling.main(tune_sampling.parse_args(["--results", str(tmp_path / "missing.json")]))
 
 
 @pytest.mark.parametrize("flags", [["--batch-size", "0"], ["--guidance-intervals", "0.8:0.2"],

@@ -68,7 +68,9 @@ def main(args: argparse.Namespace) -> ImageBank:
     classifier = TissueClassifier.from_pretrained(args.classifier)
     settings = generator.profiles.get(args.profile)
     steps = settings.steps if args.steps is None else args.steps
-    guidance = settings.guidance if args.guidance is None else args.guidance
+    # None samples each class at its profile's own scale; the record names the scale each class was made with.
+    guidance = args.guidance
+    scales = {t.key: settings.guidance_for(t.index) if guidance is None else guidance for t in TISSUE_CLASSES}
     reference = (NearCopyReference.load(args.data_dir, args.near_copy_percentile, args.download)
                  if args.exclude_near_copies else None)
     batches, acceptance = [], {}
@@ -93,14 +95,14 @@ def main(args: argparse.Namespace) -> ImageBank:
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "generator": describe_model(args.generator),
         "classifier": describe_model(args.classifier),
-        "threshold": args.threshold, "max_attempts": args.max_attempts, "steps": steps, "guidance": guidance,
+        "threshold": args.threshold, "max_attempts": args.max_attempts, "steps": steps, "guidance": scales,
         "profile": args.profile, "guidance_interval": list(settings.guidance_interval), "solver": settings.solver,
         "noise_spacing": settings.noise_spacing,
         "bf16": getattr(generator, "bf16", None),
         "near_copy_exclusion": reference.summary() if reference else None,
         "seed": args.seed, "per_class": args.per_class, "acceptance": acceptance,
-        "image_seeds": "pathgen.validation.regenerate(generator, label, seed, steps=steps, guidance=guidance, "
-                       "profile=profile) recreates an image from its seed",
+        "image_seeds": "pathgen.validation.regenerate(generator, label, seed, steps=steps, "
+                       "guidance=guidance[class key], profile=profile) recreates an image from its seed",
         "reproduce": command_line("training.build_bank", args),
     }
     bank = ImageBank(images=np.concatenate([b.images for b in batches]),

@@ -278,7 +278,8 @@ def main(args: argparse.Namespace) -> dict:
     judge = TissueJudge.from_pretrained(args.judge) if args.judge else None
     settings = generator.profiles.get(args.profile)
     args.steps = settings.steps if args.steps is None else args.steps
-    args.guidance = settings.guidance if args.guidance is None else args.guidance
+    # Without --guidance every class is sampled at its profile's own scale (SamplingDefaults.guidance_for).
+    guidance_text = settings.describe_guidance() if args.guidance is None else f"{args.guidance:g}"
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     train_images, _ = load_split("train", args.data_dir, args.download)
@@ -310,7 +311,7 @@ def main(args: argparse.Namespace) -> dict:
             "per_class": {t.key: acceptance(b) for t, b in zip(TISSUE_CLASSES, batches, strict=True)},
             "overall_acceptance_rate": sum(b.accepted for b in batches) / sum(b.generated for b in batches)},
         "realism": realism_summary(spaces, args),
-        "feature_spaces": spaces | {"sets": {"generated": f"unfiltered, profile {args.profile}, guidance {args.guidance}",
+        "feature_spaces": spaces | {"sets": {"generated": f"unfiltered, profile {args.profile}, guidance {guidance_text}",
                                              "unguided": f"unfiltered, profile {args.profile}, guidance {UNGUIDED_SCALE}",
                                              "bank": f"the tiles of {args.bank}" if bank is not None else None},
                                     "prdc_k": PRDC_K},

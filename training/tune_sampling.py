@@ -31,6 +31,10 @@ recognisability, which guidance does too. `--write-defaults`
 stores the choice in the generator folder's generator_config.json, which `generate()` uses when steps or
 guidance are not given. Guidance intervals (`SamplingDefaults.guidance_interval`) exist for the
 pixel-diffusion backend only; `--solvers` (`SamplingDefaults.solver`) applies to both.
+
+With `--class-guidance` the chosen setting also gets a guidance scale per class (`SamplingDefaults.class_guidance`),
+picked among the `--guidance` values measured at that setting by `training.class_guidance`'s rule. `--results
+SWEEP.json` applies the rule to the figures of an earlier run instead of measuring again.
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ from pathgen.generator import PixelDiffusionGenerator
 from pathgen.memorisation import DEFAULT_PERCENTILE, NearCopyReference
 from pathgen.metrics import classification_report, precision_recall_density_coverage, texture_energy
 from pathgen.validation import generate_unfiltered
+from training.class_guidance import choose_class_guidance
 from training.provenance import command_line
 
 TUNING_STREAM = 2  # evaluate_generator draws from streams 0 (unfiltered) and 1 (validated)
@@ -148,6 +153,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="Seed for generation.")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
     parser.add_argument("--output", default=None, help="Optional JSON file for every setting's figures and the choice.")
+    parser.add_argument("--class-guidance", action=argparse.BooleanOptionalAction, default=False,
+                        help="After choosing one setting, also choose a guidance scale per class among the --guidance "
+                             "values measured at that setting (training.class_guidance's rule), kept only if every "
+                             "class's F1 stays at --min-class-f1.")
+    parser.add_argument("--results", default=None,
+                        help="Choose from the settings measured by an earlier run (its --output JSON) instead of "
+                             "measuring; the rule flags (--near-copies, --texture, --coverage, tolerances) still "
+                             "say which figures the rule uses.")
     parser.add_argument("--write-defaults", action=argparse.BooleanOptionalAction, default=False,
                         help="Store the chosen steps, guidance and interval in the generator's generator_config.json.")
     args = parser.parse_args(argv)
@@ -186,9 +199,12 @@ def train_coverage_reference(classifier: TissueClassifier, data_dir: str | None,
 
 def coverage_figures(features: np.ndarray, labels: np.ndarray, reference: list[np.ndarray]) -> dict:
     """k-NN coverage of each class's generated features against that class's reference features, and the mean."""
-    per_class = {name: precision_recall_density_coverage(reference[c], features[labels == c])["coverage"]
-                 for c, name in enumerate(CLASS_NAMES)}
-    return {"coverage_per_class": per_class, "coverage_mean": float(np.mean(list(per_class.values())))}
+    figures = {name: precision_recall_density_coverage(reference[c], features[labels == c])
+               for c, name in enumerate(CLASS_NAMES)}
+    coverage = {name: f["coverage"] for name, f in figures.items()}
+    return {"coverage_per_class": coverage, "coverage_mean": float(np.mean(list(coverage.values()))),
+            "precision_per_class": {name: f["precision"] for name, f in figures.items()},
+            "recall_per_class": {name: f["recall"] for name, f in figures.items()}}
 
 
 def measure_setting(generator, classifier: TissueClassifier, setting: tuple[int, float, str, str, float],
@@ -206,14 +222,19 @@ def measure_setting(generator, classifier: TissueClassifier, setting: tuple[int,
                  for class_index in range(NUM_CLASSES)]
     seconds = time.perf_counter() - started
     images, labels = np.concatenate(generated), np.repeat(np.arange(NUM_CLASSES), args.per_class)
-    report = classification_report(labels, classifier.predict_proba(images).argmax(axis=1))
+    predictions = classifier.predict_proba(images).argmax(axis=1)
+    report = classification_report(labels, predictions)
     per_class_f1 = {name: figures["f1"] for name, figures in report["per_class"].items()}
     result = {"steps": steps, "guidance": guidance, "guidance_interval": list(bounds), "solver": solver,
               "noise_spacing": generator.profiles.get(args.profile).noise_spacing,
               "discriminator_guidance": discriminator_guidance,
               "macro_f1": report["macro_f1"],
               "min_class_f1": min(per_class_f1.values()), "per_class_f1": per_class_f1,
-              "images_per_second": len(labels) / seconds}
+              "images_per_second": len(labels) / seconds,
+              # Row c: how the classifier labelled the tiles meant as class c. Classes are sampled from their own
+              # seeds, so rows from different settings combine into the confusion matrix of a per-class choice.
+              "predicted_counts_per_class": {name: np.bincount(predictions[labels == c], minlength=NUM_CLASSES).tolist()
+                                             for c, name in enumerate(CLASS_NAMES)}}
     if reference is not None:
         near = reference.near_copies(images, labels)
         result["near_copy_fraction"] = float(near.mean())
@@ -263,10 +284,18 @@ def setting_line(result: dict) -> str:
     extra += f"  worst texture error {result['texture_error_worst']:.1%}" if "texture_error_worst" in result else ""
     extra += f"  coverage {result['coverage_mean']:.3f}" if "coverage_mean" in result else ""
     extra += f"  discriminator {result['discriminator_guidance']:g}" if result.get("discriminator_guidance") else ""
-    return (f"steps {result['steps']:3d}  guidance {result['guidance']:4.1f}  "
+    return (f"steps {result['steps']:3d}  guidance {result['guidance']:4g}  "
             f"interval {interval_flag(tuple(result['guidance_interval'])):>7}  {result['solver']:>15}  "
             f"macro-F1 {result['macro_f1']:.3f}  weakest class {result['min_class_f1']:.3f}{extra}  "
             f"{result['images_per_second']:.1f} images/s")
+
+
+def class_guidance_line(choice: dict) -> str:
+    scales = ", ".join(f"{key} {scale:g}" for key, scale in choice["picked"].items())
+    verdict = "kept" if choice["stands"] else "not kept: a class's F1 would fall below --min-class-f1"
+    return (f"guidance per class: {scales}; combined macro-F1 {choice['macro_f1']:.3f}, weakest class "
+            f"{choice['min_class_f1']:.3f}" + (f", coverage {choice['coverage_mean']:.3f}" if "coverage_mean" in choice
+                                               else "") + f" ({verdict})")
 
 
 def measure_all(args: argparse.Namespace, generator, classifier: TissueClassifier) -> list[dict]:
@@ -284,17 +313,34 @@ def measure_all(args: argparse.Namespace, generator, classifier: TissueClassifie
     return results
 
 
-def main(args: argparse.Namespace) -> dict:
-    if args.threads:
-        torch.set_num_threads(args.threads)
+def earlier_results(path: str) -> list[dict]:
+    """The measured settings of a sweep JSON written by --output."""
+    try:
+        results = json.loads(Path(path).read_text())["results"]
+        if not isinstance(results, list) or not results or not all(isinstance(r, dict) for r in results):
+            raise ValueError("it holds no measured settings")
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise SystemExit(f"--results {path}: not a sweep written by `tune_sampling --output` ({error}).") from error
+    return results
+
+
+def sweep(args: argparse.Namespace) -> list[dict]:
+    """Every setting's figures: measured now, or read from --results."""
+    if args.results:
+        return earlier_results(args.results)
     generator = load_generator(args.generator)
     if not isinstance(generator, PixelDiffusionGenerator) and set(args.guidance_intervals) != {interval_flag(EVERY_STEP)}:
         raise SystemExit(f"{args.generator} is not a pixel-diffusion generator; only --guidance-intervals 0:1 applies.")
     if any(args.discriminator_guidance) and getattr(getattr(generator, "pipeline", None), "discriminator", None) is None:
         raise SystemExit(f"{args.generator} has no discriminator/ folder, so --discriminator-guidance can only be 0; "
                          "train one with `python -m training.train_discriminator`.")
-    classifier = TissueClassifier.from_pretrained(args.classifier)
-    results = measure_all(args, generator, classifier)
+    return measure_all(args, generator, TissueClassifier.from_pretrained(args.classifier))
+
+
+def main(args: argparse.Namespace) -> dict:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    results = sweep(args)
     rule = {"min_class_f1": args.min_class_f1, "tolerance": args.tolerance,
             "near_copy_tolerance": args.near_copy_tolerance if args.near_copies else None,
             "texture_tolerance": args.texture_tolerance if args.texture else None,
@@ -303,9 +349,13 @@ def main(args: argparse.Namespace) -> dict:
     print(f"chosen: steps {chosen['steps']}, guidance {chosen['guidance']}, interval {chosen['guidance_interval']}, "
           f"solver {chosen['solver']}, discriminator guidance {chosen['discriminator_guidance']} "
           "(the rule in this script's docstring)")
-    summary = {"command": command_line("training.tune_sampling", args),
-               "threads": torch.get_num_threads(), "results": results, "rule": rule,
-               "chosen": {field.name: chosen[field.name] for field in fields(SamplingDefaults)}}
+    chosen = {field.name: chosen[field.name] for field in fields(SamplingDefaults) if field.name in chosen}
+    summary = {"command": command_line("training.tune_sampling", args), "results_from": args.results,
+               "threads": torch.get_num_threads(), "results": results, "rule": rule, "chosen": chosen}
+    if args.class_guidance:
+        summary["per_class_choice"] = choose_class_guidance(results, chosen, rule)
+        chosen["class_guidance"] = summary["per_class_choice"]["class_guidance"]
+        print(class_guidance_line(summary["per_class_choice"]))
     if args.output:
         Path(args.output).write_text(json.dumps(summary, indent=2) + "\n")
     if args.write_defaults:

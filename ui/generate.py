@@ -68,10 +68,20 @@ def generate(services: Services, tissue: object, n: object, seed: object, steps:
     return gallery, stats, view, None, None
 
 
-def profile_settings(services: Services, profile: object) -> tuple:
-    """The steps and guidance sliders set to a profile's own values."""
+def profile_settings(services: Services, profile: object, tissue: object = None) -> tuple:
+    """The steps and guidance sliders set to a profile's own values for the chosen tissue."""
     settings = services.generator.profiles.get(inputs.choice(profile, "Sampling profile", PROFILES))
-    return min(settings.steps, MAX_UI_STEPS), min(settings.guidance, MAX_UI_GUIDANCE), gr.skip()
+    c = inputs.tissue(TISSUE_CLASSES[0].key if tissue is None else tissue).index
+    return min(settings.steps, MAX_UI_STEPS), min(settings.guidance_for(c), MAX_UI_GUIDANCE), gr.skip()
+
+
+def class_guidance(services: Services, profile: object, tissue: object) -> tuple:
+    """On a change of tissue, the guidance slider moves to that class's scale if the profile has one per class;
+    otherwise the user's guidance stays."""
+    settings = services.generator.profiles.get(inputs.choice(profile, "Sampling profile", PROFILES))
+    if not settings.class_guidance:
+        return gr.skip(), gr.skip()
+    return min(settings.guidance_for(inputs.tissue(tissue).index), MAX_UI_GUIDANCE), gr.skip()
 
 
 def pick(evt: gr.SelectData) -> int:
@@ -88,7 +98,7 @@ def build(services: Services) -> None:
     with gr.Row():
         profile = gr.Radio(list(PROFILES), value="live", label="Sampling profile", info=PROFILE_INFO)
         steps = gr.Slider(1, MAX_UI_STEPS, value=min(live.steps, MAX_UI_STEPS), step=1, label="Sampling steps")
-        guidance = gr.Slider(0.0, MAX_UI_GUIDANCE, value=min(live.guidance, MAX_UI_GUIDANCE), step=0.5,
+        guidance = gr.Slider(0.0, MAX_UI_GUIDANCE, value=min(live.guidance_for(0), MAX_UI_GUIDANCE), step=0.25,
                              label="Guidance scale")
         threshold = gr.Slider(MIN_THRESHOLD, 1.0, value=services.threshold, step=0.01,
                               label="Acceptance threshold (classifier probability)")
@@ -107,8 +117,10 @@ def build(services: Services) -> None:
                  [tissue, n, seed, steps, guidance, threshold, profile], outputs, api_name="generate",
                  concurrency_limit=1, concurrency_id="generator", preprocess=False)
     profile_outputs = [steps, guidance, stats]
-    profile.change(guard(bind(profile_settings, services), profile_outputs, stats), profile, profile_outputs,
-                   api_visibility="private", preprocess=False)
+    profile.change(guard(bind(profile_settings, services), profile_outputs, stats), [profile, tissue],
+                   profile_outputs, api_visibility="private", preprocess=False)
+    tissue.change(guard(bind(class_guidance, services), [guidance, stats], stats), [profile, tissue],
+                  [guidance, stats], api_visibility="private", preprocess=False)
     gallery.select(pick, None, selected, api_visibility="private", queue=False)
     selected.change(guard(tile_confidence, [label, caption], caption), [view, selected], [label, caption],
                     api_name="generate_confidence", preprocess=False)
