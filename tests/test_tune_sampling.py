@@ -156,7 +156,8 @@ def test_class_guidance_choice_is_written_with_the_profile(tmp_path, fixture_dir
     (tmp_path / "sweep.json").write_text(json.dumps(summary))
     again = tune_sampling.main(tune_sampling.parse_args(["--results", str(tmp_path / "sweep.json"), "--coverage",
                                                          "--class-guidance", "--min-class-f1", "0"]))
-    assert again["chosen"] == summary["chosen"] and again["results_from"] == str(tmp_path / "sweep.json")
+    assert again["chosen"] == summary["chosen"]
+    assert again["results_from"] == {"path": str(tmp_path / "sweep.json"), "command": summary["command"]}
 
 
 @pytest.mark.parametrize("content", ["{not json", json.dumps({"results": []}), json.dumps({"chosen": {}})])

@@ -313,21 +313,22 @@ def measure_all(args: argparse.Namespace, generator, classifier: TissueClassifie
     return results
 
 
-def earlier_results(path: str) -> list[dict]:
-    """The measured settings of a sweep JSON written by --output."""
+def earlier_sweep(path: str) -> dict:
+    """A sweep JSON written by --output, checked to hold measured settings."""
     try:
-        results = json.loads(Path(path).read_text())["results"]
+        earlier = json.loads(Path(path).read_text())
+        results = earlier["results"]
         if not isinstance(results, list) or not results or not all(isinstance(r, dict) for r in results):
             raise ValueError("it holds no measured settings")
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise SystemExit(f"--results {path}: not a sweep written by `tune_sampling --output` ({error}).") from error
-    return results
+    return earlier
 
 
 def sweep(args: argparse.Namespace) -> list[dict]:
-    """Every setting's figures: measured now, or read from --results."""
+    """Every setting's figures: measured now, or read from --results (whose own flags say what was measured)."""
     if args.results:
-        return earlier_results(args.results)
+        return earlier_sweep(args.results)["results"]
     generator = load_generator(args.generator)
     if not isinstance(generator, PixelDiffusionGenerator) and set(args.guidance_intervals) != {interval_flag(EVERY_STEP)}:
         raise SystemExit(f"{args.generator} is not a pixel-diffusion generator; only --guidance-intervals 0:1 applies.")
@@ -350,7 +351,9 @@ def main(args: argparse.Namespace) -> dict:
           f"solver {chosen['solver']}, discriminator guidance {chosen['discriminator_guidance']} "
           "(the rule in this script's docstring)")
     chosen = {field.name: chosen[field.name] for field in fields(SamplingDefaults) if field.name in chosen}
-    summary = {"command": command_line("training.tune_sampling", args), "results_from": args.results,
+    measured_by = earlier_sweep(args.results).get("command") if args.results else None
+    summary = {"command": command_line("training.tune_sampling", args),
+               "results_from": {"path": args.results, "command": measured_by} if args.results else None,
                "threads": torch.get_num_threads(), "results": results, "rule": rule, "chosen": chosen}
     if args.class_guidance:
         summary["per_class_choice"] = choose_class_guidance(results, chosen, rule)
