@@ -86,9 +86,7 @@ class SamplingDefaults:
         return self.class_guidance.get(resolve_class(class_index).key, self.guidance)
 
     def describe_guidance(self) -> str:
-        """'1.5', or '1.5 (mucus 1, stroma 1.25)' when classes have their own scale."""
-        named = ", ".join(f"{key} {scale:g}" for key, scale in self.class_guidance.items())
-        return f"{self.guidance:g}" + (f" ({named})" if named else "")
+        return describe_guidance(self.guidance, self.class_guidance)
 
     def to_dict(self) -> dict:
         """The settings as generator_config.json stores them; discriminator guidance and per-class scales only
@@ -102,6 +100,12 @@ class SamplingDefaults:
     @property
     def guides_everywhere(self) -> bool:
         return self.guidance_interval == EVERY_STEP
+
+
+def describe_guidance(guidance: float, class_guidance: dict[str, float] | None = None) -> str:
+    """'1.5', or '1.5 (mucus 1, stroma 1.25)' when classes have their own scale."""
+    named = ", ".join(f"{key} {scale:g}" for key, scale in (class_guidance or {}).items())
+    return f"{guidance:g}" + (f" ({named})" if named else "")
 
 
 def checked_class_guidance(class_guidance: object) -> dict[str, float]:

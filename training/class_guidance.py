@@ -22,7 +22,8 @@ import numpy as np
 from pathgen.data import CLASS_NAMES, TISSUE_CLASSES, resolve_class
 from pathgen.metrics import classification_report
 
-ROUNDING = 1e-9  # fractions such as 30/900 sit exactly on a tolerance's edge
+# Fractions such as 30/900 sit exactly on a tolerance's edge; float rounding must not decide which side.
+ROUNDING = 1e-9
 BACKGROUND = resolve_class("background").name  # nearly flat: a relative texture error there means little
 SAME_SETTING = ("steps", "guidance_interval", "solver", "discriminator_guidance")
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pathgen.data import TISSUE_CLASSES
+from pathgen.generation import describe_guidance
 
 SETS = ("generated", "unguided", "bank")
 TARGET_SPACE = "judge"  # targets are read in the independent judge's features; the filter's stand beside them
@@ -161,17 +162,12 @@ def texture_table(metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def guidance_text(sampling: dict) -> str:
-    """The profile's guidance, with the classes that have their own scale."""
-    named = ", ".join(f"{key} {scale:g}" for key, scale in (sampling.get("class_guidance") or {}).items())
-    return f"{sampling['guidance']:g}" + (f"; {named}" if named else "")
-
-
 def report(metrics: dict) -> str:
     generator, sampling = metrics["generator"], metrics["generator"]["sampling"]
     spaces = [s for s in ("judge", "classifier") if s in metrics["feature_spaces"]]
+    guidance = describe_guidance(sampling["guidance"], sampling.get("class_guidance"))
     parts = [f"Generator {generator['path']} at profile `{generator['profile']}` ({sampling['steps']} steps, "
-             f"{sampling['solver']}, guidance {guidance_text(sampling)}); command: `{metrics['reproduce']}`",
+             f"{sampling['solver']}, guidance {guidance}); command: `{metrics['reproduce']}`",
              "", targets_table(metrics)]
     for space in spaces:
         parts += ["", f"k-NN precision / recall / coverage (k = {metrics['feature_spaces']['prdc_k']}) and Fréchet "

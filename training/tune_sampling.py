@@ -71,12 +71,10 @@ from pathgen.generator import PixelDiffusionGenerator
 from pathgen.memorisation import DEFAULT_PERCENTILE, NearCopyReference
 from pathgen.metrics import classification_report, precision_recall_density_coverage, texture_energy
 from pathgen.validation import generate_unfiltered
-from training.class_guidance import choose_class_guidance
+from training.class_guidance import ROUNDING, choose_class_guidance, narrowed
 from training.provenance import command_line
 
 TUNING_STREAM = 2  # evaluate_generator draws from streams 0 (unfiltered) and 1 (validated)
-# Fractions such as 30/900 sit exactly on a tolerance's edge; float rounding must not decide which side.
-ROUNDING = 1e-9
 
 
 def interval_bounds(text: str) -> tuple[float, float]:
@@ -248,13 +246,11 @@ def measure_setting(generator, classifier: TissueClassifier, setting: tuple[int,
 
 
 def within_tolerance_of_lowest(candidates: list[dict], key: str, tolerance: float) -> list[dict]:
-    lowest = min(r[key] for r in candidates)
-    return [r for r in candidates if r[key] <= lowest + tolerance + ROUNDING]
+    return narrowed(candidates, lambda r: r[key], tolerance, lowest=True)
 
 
 def within_tolerance_of_highest(candidates: list[dict], key: str, tolerance: float) -> list[dict]:
-    highest = max(r[key] for r in candidates)
-    return [r for r in candidates if r[key] >= highest - tolerance - ROUNDING]
+    return narrowed(candidates, lambda r: r[key], tolerance, lowest=False)
 
 
 def choose(results: list[dict], tolerance: float, min_class_f1: float = 0.0,
@@ -325,10 +321,8 @@ def earlier_sweep(path: str) -> dict:
     return earlier
 
 
-def sweep(args: argparse.Namespace) -> list[dict]:
-    """Every setting's figures: measured now, or read from --results (whose own flags say what was measured)."""
-    if args.results:
-        return earlier_sweep(args.results)["results"]
+def measure(args: argparse.Namespace) -> list[dict]:
+    """Every setting's figures, measured now."""
     generator = load_generator(args.generator)
     if not isinstance(generator, PixelDiffusionGenerator) and set(args.guidance_intervals) != {interval_flag(EVERY_STEP)}:
         raise SystemExit(f"{args.generator} is not a pixel-diffusion generator; only --guidance-intervals 0:1 applies.")
@@ -341,7 +335,9 @@ def sweep(args: argparse.Namespace) -> list[dict]:
 def main(args: argparse.Namespace) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
-    results = sweep(args)
+    # With --results the earlier sweep's own flags say what was measured; its command is recorded beside ours.
+    earlier = earlier_sweep(args.results) if args.results else None
+    results = earlier["results"] if earlier else measure(args)
     rule = {"min_class_f1": args.min_class_f1, "tolerance": args.tolerance,
             "near_copy_tolerance": args.near_copy_tolerance if args.near_copies else None,
             "texture_tolerance": args.texture_tolerance if args.texture else None,
@@ -351,9 +347,8 @@ def main(args: argparse.Namespace) -> dict:
           f"solver {chosen['solver']}, discriminator guidance {chosen['discriminator_guidance']} "
           "(the rule in this script's docstring)")
     chosen = {field.name: chosen[field.name] for field in fields(SamplingDefaults) if field.name in chosen}
-    measured_by = earlier_sweep(args.results).get("command") if args.results else None
     summary = {"command": command_line("training.tune_sampling", args),
-               "results_from": {"path": args.results, "command": measured_by} if args.results else None,
+               "results_from": {"path": args.results, "command": earlier.get("command")} if earlier else None,
                "threads": torch.get_num_threads(), "results": results, "rule": rule, "chosen": chosen}
     if args.class_guidance:
         summary["per_class_choice"] = choose_class_guidance(results, chosen, rule)

@@ -68,10 +68,10 @@ def generate(services: Services, tissue: object, n: object, seed: object, steps:
     return gallery, stats, view, None, None
 
 
-def profile_settings(services: Services, profile: object, tissue: object = None) -> tuple:
+def profile_settings(services: Services, profile: object, tissue: object) -> tuple:
     """The steps and guidance sliders set to a profile's own values for the chosen tissue."""
     settings = services.generator.profiles.get(inputs.choice(profile, "Sampling profile", PROFILES))
-    c = inputs.tissue(TISSUE_CLASSES[0].key if tissue is None else tissue).index
+    c = inputs.tissue(tissue).index
     return min(settings.steps, MAX_UI_STEPS), min(settings.guidance_for(c), MAX_UI_GUIDANCE), gr.skip()
 
 
