@@ -10,7 +10,8 @@ def test_benchmark_runs_a_fresh_export_and_projects_it(tmp_path):
     figures = export.main(export.parse_args(["--per-class", "1", "--workers", "1", "--output", str(output)]))
     assert figures["tiles"] == 9 and figures["per_class"] == 1
     assert figures["projected_min_at_5000"] > figures["wall_min"] > 0
-    assert figures["ratio_to_budget"] == round(figures["projected_min_at_5000"] / 60, 3)
+    # Both figures are rounded from the same unrounded projection, so they agree to the projection's rounding.
+    assert abs(figures["ratio_to_budget"] - figures["projected_min_at_5000"] / 60) <= 0.005 / 60 + 0.0005
     assert json.loads(output.read_text()) == figures
     assert figures["command"].startswith("python -m benchmarks.export --per-class 1")
     assert figures["export_command"].startswith("python -m training.export_synthetic --per-class 1")
