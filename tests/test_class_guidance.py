@@ -6,7 +6,8 @@ RULE = {"min_class_f1": 0.85, "tolerance": 0.01, "near_copy_tolerance": 0.01, "t
 
 
 def sweep_result(guidance: float, speed: float, correct: dict[int, int], coverage: dict[int, float],
-                 texture_error: float = 0.05, lost_to: int | None = None) -> dict:
+                 texture_error: float = 0.05, lost_to: int | None = None, recall: dict[int, float] | None = None
+                 ) -> dict:
     """100 tiles a class; class c has correct[c] recognised (default 100), the rest labelled as class `lost_to`
     (default: the next class)."""
     rows, covered = {}, {}
@@ -19,7 +20,8 @@ def sweep_result(guidance: float, speed: float, correct: dict[int, int], coverag
     return {"steps": 50, "guidance": guidance, "guidance_interval": [0.0, 0.5], "solver": "sde-dpmsolver++",
             "discriminator_guidance": 0.0, "images_per_second": speed, "predicted_counts_per_class": rows,
             "coverage_per_class": covered, "near_copy_fraction_per_class": dict.fromkeys(CLASS_NAMES, 0.0),
-            "texture_error_per_class": dict.fromkeys(CLASS_NAMES, texture_error)}
+            "texture_error_per_class": dict.fromkeys(CLASS_NAMES, texture_error),
+            "recall_per_class": {name: (recall or {}).get(c, 0.85) for c, name in enumerate(CLASS_NAMES)}}
 
 
 def test_each_class_takes_the_scale_that_covers_most_of_its_train_tiles_while_recognised():
@@ -34,6 +36,19 @@ def test_each_class_takes_the_scale_that_covers_most_of_its_train_tiles_while_re
     assert choice["class_guidance"] == {key: 1.0 for key, scale in choice["picked"].items() if scale == 1.0}
     assert choice["coverage_mean"] == sum(r["coverage_per_class"][n] for r, n in
                                           zip([unguided] * 7 + [guided] + [unguided], CLASS_NAMES, strict=True)) / 9
+
+
+def test_with_a_recall_tolerance_a_scale_that_loses_recall_is_not_chosen_for_its_coverage():
+    # Stronger guidance spreads smooth muscle (5) over more train tiles (coverage up) but leaves more train tiles
+    # without a nearby generated tile (recall down by 0.08).
+    unguided = sweep_result(1.0, 3.0, correct={}, coverage={5: 0.80}, recall={5: 0.84})
+    guided = sweep_result(2.0, 2.0, correct={}, coverage={5: 0.95}, recall={5: 0.76})
+    assert choose_class_guidance([unguided, guided], guided, RULE)["picked"]["smooth_muscle"] == 2.0
+    with_recall = RULE | {"recall_tolerance": 0.05}
+    assert choose_class_guidance([unguided, guided], guided, with_recall)["picked"]["smooth_muscle"] == 1.0
+    # Within the tolerance, coverage decides again.
+    close = sweep_result(2.0, 2.0, correct={}, coverage={5: 0.95}, recall={5: 0.80})
+    assert choose_class_guidance([unguided, close], close, with_recall)["picked"]["smooth_muscle"] == 2.0
 
 
 def test_a_choice_that_drags_a_neighbours_f1_below_the_floor_does_not_stand():

@@ -158,6 +158,11 @@ def test_class_guidance_choice_is_written_with_the_profile(tmp_path, fixture_dir
                                                          "--class-guidance", "--min-class-f1", "0"]))
     assert again["chosen"] == summary["chosen"]
     assert again["results_from"] == {"path": str(tmp_path / "sweep.json"), "command": summary["command"]}
+    assert summary["rule"]["recall_tolerance"] is None
+    with_recall = tune_sampling.main(tune_sampling.parse_args(["--results", str(tmp_path / "sweep.json"), "--coverage",
+                                                               "--class-guidance", "--min-class-f1", "0",
+                                                               "--recall-tolerance", "0.05"]))
+    assert with_recall["rule"]["recall_tolerance"] == 0.05
 
 
 @pytest.mark.parametrize("content", ["{not json", json.dumps({"results": []}), json.dumps({"chosen": {}})])
@@ -170,7 +175,9 @@ def test_results_that_are_not_a_sweep_are_refused(tmp_path, content):
 
 
 @pytest.mark.parametrize("flags", [["--batch-size", "0"], ["--guidance-intervals", "0.8:0.2"],
-                                   ["--guidance-intervals", "half"], ["--guidance-intervals", "0:1.5"]])
+                                   ["--guidance-intervals", "half"], ["--guidance-intervals", "0:1.5"],
+                                   ["--recall-tolerance", "0.05"], ["--coverage", "--recall-tolerance", "0.05"],
+                                   ["--coverage", "--class-guidance", "--recall-tolerance", "-0.1"]])
 def test_bad_flags_are_refused(flags):
     with pytest.raises(SystemExit):
         tune_sampling.parse_args(flags)

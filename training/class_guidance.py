@@ -9,8 +9,11 @@ The rule narrows each class's scales down on that class's own figures, in the or
 (1) scales at which the classifier labels at least `min_class_f1` of the class's tiles as the class (all, if
 none does); (2) near-copies within `near_copy_tolerance` of the class's fewest; (3) relative texture error
 within `texture_tolerance` of the class's smallest (not for background, which is nearly flat); (4) k-NN
-coverage of train tiles within `coverage_tolerance` of the class's highest; (5) agreement within `tolerance`
-of the class's best; (6) the fastest. A step whose figure the sweep did not measure is skipped. The choice
+recall of train tiles within `recall_tolerance` of the class's highest; (5) k-NN coverage of train tiles
+within `coverage_tolerance` of the class's highest; (6) agreement within `tolerance` of the class's best;
+(7) the fastest. A step whose tolerance is None is skipped. Recall comes before coverage because the two can
+part ways: stronger guidance can spread a class's tiles over more of the real tiles' neighbourhoods (coverage
+up) while more real tiles fall outside every generated tile's neighbourhood (recall down). The choice
 stands only if the combined confusion matrix keeps every class's F1 at `min_class_f1` or above; otherwise the
 profile keeps one scale for every class.
 """
@@ -52,6 +55,8 @@ def choose_for_class(results: list[dict], name: str, rule: dict) -> dict:
     if name != BACKGROUND:
         candidates = narrowed(candidates, lambda r: r["texture_error_per_class"][name],
                               rule.get("texture_tolerance"), lowest=True)
+    candidates = narrowed(candidates, lambda r: r["recall_per_class"][name],
+                          rule.get("recall_tolerance"), lowest=False)
     candidates = narrowed(candidates, lambda r: r["coverage_per_class"][name],
                           rule.get("coverage_tolerance"), lowest=False)
     candidates = narrowed(candidates, lambda r: agreement(r, name), rule["tolerance"], lowest=False)

@@ -147,6 +147,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--coverage-tolerance", type=float, default=0.03,
                         help="With --coverage, a setting stays in the running if its mean coverage is at most this "
                              "far below the highest.")
+    parser.add_argument("--recall-tolerance", type=float, default=None,
+                        help="With --coverage and --class-guidance, a class's scale stays in the running if the class's "
+                             "k-NN recall of train tiles is at most this far below its highest (default: recall is "
+                             "not a step of the per-class rule).")
     add_data_arguments(parser)  # the splits for --near-copies, --texture and --coverage
     parser.add_argument("--seed", type=int, default=0, help="Seed for generation.")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
@@ -164,6 +168,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not 1 <= args.batch_size <= MAX_IMAGES_PER_CALL or args.per_class < 1:
         parser.error(f"--batch-size must be 1..{MAX_IMAGES_PER_CALL} and --per-class at least 1.")
+    if args.recall_tolerance is not None and not (args.recall_tolerance >= 0 and args.coverage and args.class_guidance):
+        parser.error("--recall-tolerance must be 0 or more, and needs --coverage and --class-guidance.")
     return args
 
 
@@ -343,6 +349,7 @@ def main(args: argparse.Namespace) -> dict:
             "texture_tolerance": args.texture_tolerance if args.texture else None,
             "coverage_tolerance": args.coverage_tolerance if args.coverage else None}
     chosen = choose(results, **rule)
+    rule["recall_tolerance"] = args.recall_tolerance
     print(f"chosen: steps {chosen['steps']}, guidance {chosen['guidance']}, interval {chosen['guidance_interval']}, "
           f"solver {chosen['solver']}, discriminator guidance {chosen['discriminator_guidance']} "
           "(the rule in this script's docstring)")
