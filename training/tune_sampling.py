@@ -33,8 +33,9 @@ guidance are not given. Guidance intervals (`SamplingDefaults.guidance_interval`
 pixel-diffusion backend only; `--solvers` (`SamplingDefaults.solver`) applies to both.
 
 With `--class-guidance` the chosen setting also gets a guidance scale per class (`SamplingDefaults.class_guidance`),
-picked among the `--guidance` values measured at that setting by `training.class_guidance`'s rule. `--results
-SWEEP.json` applies the rule to the figures of an earlier run instead of measuring again.
+picked among the `--guidance` values measured at that setting by `training.class_guidance`'s rule;
+`--recall-tolerance` adds that rule's recall step. `--results SWEEP.json` applies the rule to the figures of an
+earlier run instead of measuring again.
 """
 
 from __future__ import annotations
