@@ -163,6 +163,13 @@ def test_class_guidance_choice_is_written_with_the_profile(tmp_path, fixture_dir
                                                                "--class-guidance", "--min-class-f1", "0",
                                                                "--recall-tolerance", "0.05"]))
     assert with_recall["rule"]["recall_tolerance"] == 0.05
+    # A sweep from before recall was measured is refused with the flag that measures it, not a KeyError.
+    for result in summary["results"]:
+        del result["recall_per_class"]
+    (tmp_path / "old.json").write_text(json.dumps(summary))
+    with pytest.raises(SystemExit, match="no per-class recall"):
+        tune_sampling.main(tune_sampling.parse_args(["--results", str(tmp_path / "old.json"), "--coverage",
+                                                     "--class-guidance", "--recall-tolerance", "0.05"]))
 
 
 @pytest.mark.parametrize("content", ["{not json", json.dumps({"results": []}), json.dumps({"chosen": {}})])

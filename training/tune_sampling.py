@@ -345,6 +345,9 @@ def main(args: argparse.Namespace) -> dict:
     # With --results the earlier sweep's own flags say what was measured; its command is recorded beside ours.
     earlier = earlier_sweep(args.results) if args.results else None
     results = earlier["results"] if earlier else measure(args)
+    if args.recall_tolerance is not None and not all("recall_per_class" in r for r in results):
+        raise SystemExit(f"--recall-tolerance: the sweep in {args.results} has no per-class recall; measure it again "
+                         "with --coverage.")
     rule = {"min_class_f1": args.min_class_f1, "tolerance": args.tolerance,
             "near_copy_tolerance": args.near_copy_tolerance if args.near_copies else None,
             "texture_tolerance": args.texture_tolerance if args.texture else None,
