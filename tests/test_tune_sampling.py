@@ -163,6 +163,11 @@ def test_class_guidance_choice_is_written_with_the_profile(tmp_path, fixture_dir
                                                                "--class-guidance", "--min-class-f1", "0",
                                                                "--recall-tolerance", "0.05"]))
     assert with_recall["rule"]["recall_tolerance"] == 0.05
+    # Its recorded command names only the flags that choose, and repeats the choice.
+    recorded = with_recall["command"].split()
+    assert "--steps" not in recorded and "--per-class" not in recorded and "--recall-tolerance" in recorded
+    repeated = tune_sampling.main(tune_sampling.parse_args(recorded[3:]))
+    assert (repeated["chosen"], repeated["rule"]) == (with_recall["chosen"], with_recall["rule"])
     # A sweep from before recall was measured is refused with the flag that measures it, not a KeyError.
     for result in summary["results"]:
         del result["recall_per_class"]

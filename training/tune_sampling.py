@@ -76,6 +76,10 @@ from training.class_guidance import ROUNDING, choose_class_guidance, narrowed
 from training.provenance import command_line
 
 TUNING_STREAM = 2  # evaluate_generator draws from streams 0 (unfiltered) and 1 (validated)
+# With --results nothing is measured, so these flags would only misstate what the earlier sweep did; its own
+# command, recorded beside ours, says that.
+MEASURING_FLAGS = ("classifier", "steps", "guidance", "guidance_intervals", "solvers", "discriminator_guidance",
+                   "per_class", "batch_size", "near_copy_percentile", "data_dir", "download", "seed", "threads")
 
 
 def interval_bounds(text: str) -> tuple[float, float]:
@@ -339,6 +343,14 @@ def measure(args: argparse.Namespace) -> list[dict]:
     return measure_all(args, generator, TissueClassifier.from_pretrained(args.classifier))
 
 
+def recorded_command(args: argparse.Namespace) -> str:
+    """The command that repeats this run; with --results, only the flags that choose."""
+    if args.results is None:
+        return command_line("training.tune_sampling", args)
+    choosing = {name: value for name, value in vars(args).items() if name not in MEASURING_FLAGS}
+    return command_line("training.tune_sampling", argparse.Namespace(**choosing))
+
+
 def main(args: argparse.Namespace) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -358,7 +370,7 @@ def main(args: argparse.Namespace) -> dict:
           f"solver {chosen['solver']}, discriminator guidance {chosen['discriminator_guidance']} "
           "(the rule in this script's docstring)")
     chosen = {field.name: chosen[field.name] for field in fields(SamplingDefaults) if field.name in chosen}
-    summary = {"command": command_line("training.tune_sampling", args),
+    summary = {"command": recorded_command(args),
                "results_from": {"path": args.results, "command": earlier.get("command")} if earlier else None,
                "threads": torch.get_num_threads(), "results": results, "rule": rule, "chosen": chosen}
     if args.class_guidance:
