@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -38,6 +39,8 @@ NOISE_SPACINGS = ("trailing", "karras")
 BACKENDS = {"pixel-diffusion": "pathgen.generator:PixelDiffusionGenerator",
             "sd-lora": "pathgen.lora:LoraGenerator"}
 HUB_BACKEND = "sd-lora"  # the backend whose trained folders are published on the Hugging Face Hub
+# A profile's own network lives in a plain subfolder of the generator folder: no separators, no "." or "..".
+MODEL_FOLDER_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 
 
 @dataclass
@@ -57,6 +60,9 @@ class SamplingDefaults:
     # Guidance for named classes (class key -> scale) in place of `guidance`: guidance trades a class's range of
     # appearance for recognisability, and classes that are recognisable without it lose only variety.
     class_guidance: dict[str, float] = field(default_factory=dict)
+    # Subfolder of the generator folder with this profile's own network (e.g. "unet-bank": a bigger UNet for the
+    # offline bank, too slow for live use); empty: the folder's main network.
+    model: str = ""
 
     def __post_init__(self) -> None:
         if not is_whole_in(self.steps, 1, MAX_STEPS):
@@ -80,6 +86,9 @@ class SamplingDefaults:
                              f"got {weight!r}.")
         self.discriminator_guidance = float(weight)
         self.class_guidance = checked_class_guidance(self.class_guidance)
+        if self.model != "" and not (isinstance(self.model, str) and MODEL_FOLDER_PATTERN.fullmatch(self.model)):
+            raise ValueError("model must be empty or the name of a subfolder of the generator folder (letters, digits, "
+                             f"'_', '-', '.'; at most 64), got {str(self.model)[:60]!r}.")
 
     def guidance_for(self, class_index: int) -> float:
         """The guidance scale this profile samples class `class_index` with."""
@@ -89,10 +98,10 @@ class SamplingDefaults:
         return describe_guidance(self.guidance, self.class_guidance)
 
     def to_dict(self) -> dict:
-        """The settings as generator_config.json stores them; discriminator guidance and per-class scales only
-        where they are used, so configs, hashes and cache keys of generators without them stay what they were."""
+        """The settings as generator_config.json stores them; discriminator guidance, per-class scales and a model
+        of its own only where used, so configs, hashes and cache keys of generators without them stay what they were."""
         settings = asdict(self)
-        for optional in ("discriminator_guidance", "class_guidance"):
+        for optional in ("discriminator_guidance", "class_guidance", "model"):
             if not settings[optional]:
                 del settings[optional]
         return settings

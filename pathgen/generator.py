@@ -34,6 +34,8 @@ from .generation import (
 from .guided import start_index, to_model_range
 
 BACKEND = "pixel-diffusion"
+MAIN_MODEL = "unet"  # the subfolder with the network every profile without a model of its own samples with
+ATTACH = "`python -m training.attach_model`"
 KARRAS_SIGMA_MAX = 80.0  # EDM's; the cosine schedule's last level (sigma ~ 2e4) would waste steps near pure noise
 KARRAS_RHO = 7.0
 
@@ -172,41 +174,65 @@ class ClassConditionalPipeline:
 
 
 class PixelDiffusionGenerator(BatchedGenerator):
-    """The shipped backend: `generate(class, n, profile=...)` -> uint8 [n, 28, 28, 3]."""
+    """The shipped backend: `generate(class, n, profile=...)` -> uint8 [n, 28, 28, 3].
+
+    A profile may sample with a network of its own (`SamplingDefaults.model`, a subfolder beside `unet/`), so the
+    offline `bank` can use a bigger UNet than the app's `live` generation can afford."""
 
     def __init__(self, unet: UNet2DModel, scheduler_config: dict, profiles: SamplingProfiles | None = None,
                  batch_size: int = 64, bf16: bool | None = None,
-                 discriminator: NoisyTileDiscriminator | None = None) -> None:
+                 discriminator: NoisyTileDiscriminator | None = None,
+                 profile_unets: dict[str, UNet2DModel] | None = None) -> None:
         self.pipeline = ClassConditionalPipeline(unet, scheduler_config, discriminator)
+        self.profile_pipelines = {name: ClassConditionalPipeline(other, scheduler_config, discriminator)
+                                  for name, other in (profile_unets or {}).items() if name != MAIN_MODEL}
         self.profiles = profiles or SamplingProfiles()
         if discriminator is None and any(self.profiles.get(name).discriminator_guidance for name in PROFILES):
             raise ValueError("A sampling profile asks for discriminator guidance but the generator has no "
                              f"discriminator/ folder; train one with {REBUILD}, or set discriminator_guidance to 0.")
+        for name in PROFILES:
+            self.pipeline_for(self.profiles.get(name))  # every profile's network is there
         self.batch_size = batch_size
         # Images depend on the precision, so a seed repeats an image only at the same one; None: native bf16 only.
         self.bf16 = has_fast_bf16() if bf16 is None else bf16
 
+    def pipeline_for(self, settings: SamplingDefaults) -> ClassConditionalPipeline:
+        """The pipeline of the network these settings sample with."""
+        if settings.model in ("", MAIN_MODEL):
+            return self.pipeline
+        if settings.model not in self.profile_pipelines:
+            raise ValueError(f"A sampling profile names the network {settings.model!r}, which this generator lacks; "
+                             f"add it with {ATTACH}, or clear the profile's model.")
+        return self.profile_pipelines[settings.model]
+
+    def unet_for(self, profile: str) -> UNet2DModel:
+        """The UNet that `profile` samples with."""
+        return self.pipeline_for(self.profiles.get(profile)).unet
+
     def sample_batch(self, class_index: int, count: int, settings: SamplingDefaults,
                      generator: torch.Generator) -> np.ndarray:
         labels = torch.full((count,), class_index, dtype=torch.long)
-        return to_uint8(self.pipeline(labels, settings.steps, settings.guidance, generator, bf16=self.bf16,
-                                      guidance_interval=settings.guidance_interval, solver=settings.solver,
-                                      noise_spacing=settings.noise_spacing,
-                                      discriminator_guidance=settings.discriminator_guidance))
+        return to_uint8(self.pipeline_for(settings)(
+            labels, settings.steps, settings.guidance, generator, bf16=self.bf16,
+            guidance_interval=settings.guidance_interval, solver=settings.solver,
+            noise_spacing=settings.noise_spacing, discriminator_guidance=settings.discriminator_guidance))
 
     def sample_guided_batch(self, class_index: int, starts: np.ndarray, strength: float, settings: SamplingDefaults,
                             generator: torch.Generator) -> np.ndarray:
         labels = torch.full((len(starts),), class_index, dtype=torch.long)
-        return to_uint8(self.pipeline(labels, settings.steps, settings.guidance, generator, bf16=self.bf16,
-                                      guidance_interval=settings.guidance_interval, solver=settings.solver,
-                                      noise_spacing=settings.noise_spacing, start=to_model_range(starts),
-                                      strength=strength, discriminator_guidance=settings.discriminator_guidance))
+        return to_uint8(self.pipeline_for(settings)(
+            labels, settings.steps, settings.guidance, generator, bf16=self.bf16,
+            guidance_interval=settings.guidance_interval, solver=settings.solver,
+            noise_spacing=settings.noise_spacing, start=to_model_range(starts), strength=strength,
+            discriminator_guidance=settings.discriminator_guidance))
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
-        """unet/ (fp16 safetensors + config), scheduler/, generator_config.json, and discriminator/ if it has one."""
+        """unet/ and each profile's own network (fp16 safetensors + config), scheduler/, generator_config.json,
+        and discriminator/ if it has one."""
         folder = Path(path)
-        half = copy.deepcopy(self.pipeline.unet).to(torch.float16)
-        half.save_pretrained(folder / "unet", safe_serialization=True)
+        for name, pipeline in {MAIN_MODEL: self.pipeline, **self.profile_pipelines}.items():
+            half = copy.deepcopy(pipeline.unet).to(torch.float16)
+            half.save_pretrained(folder / name, safe_serialization=True)
         if self.pipeline.discriminator is not None:
             self.pipeline.discriminator.save_pretrained(folder / DISCRIMINATOR_FOLDER)
         DDPMScheduler.from_config(self.pipeline.scheduler_config).save_pretrained(folder / "scheduler")
@@ -217,7 +243,10 @@ class PixelDiffusionGenerator(BatchedGenerator):
         folder = Path(path)
         try:
             profiles = SamplingProfiles.from_config(read_generator_config(folder))
-            unet = UNet2DModel.from_pretrained(folder / "unet", torch_dtype=torch.float32)
+            unet = UNet2DModel.from_pretrained(folder / MAIN_MODEL, torch_dtype=torch.float32)
+            own = {profiles.get(name).model for name in PROFILES} - {"", MAIN_MODEL}
+            profile_unets = {name: UNet2DModel.from_pretrained(folder / name, torch_dtype=torch.float32)
+                             for name in sorted(own)}
             scheduler_config = dict(DDPMScheduler.load_config(folder / "scheduler"))
         except Exception as error:
             raise ValueError(
@@ -226,4 +255,4 @@ class PixelDiffusionGenerator(BatchedGenerator):
             ) from error
         discriminator_dir = folder / DISCRIMINATOR_FOLDER
         discriminator = NoisyTileDiscriminator.from_pretrained(discriminator_dir) if discriminator_dir.is_dir() else None
-        return cls(unet, scheduler_config, profiles, discriminator=discriminator)
+        return cls(unet, scheduler_config, profiles, discriminator=discriminator, profile_unets=profile_unets)

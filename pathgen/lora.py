@@ -82,6 +82,9 @@ class LoraGenerator(BatchedGenerator):
             if profiles.get(name).discriminator_guidance:
                 raise ValueError(f"Discriminator guidance exists for the pixel-diffusion backend only; set the {name} "
                                  "profile's discriminator_guidance to 0.")
+            if profiles.get(name).model:
+                raise ValueError(f"The Stable Diffusion + LoRA backend samples every profile with its one adapter; "
+                                 f"clear the {name} profile's model.")
         pipe.set_progress_bar_config(disable=True)
         self.pipe = pipe
         self.resolution = resolution

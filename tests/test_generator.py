@@ -1,4 +1,6 @@
 import json
+import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -274,6 +276,8 @@ def test_karras_spacing_ends_with_smaller_steps_than_trailing():
     ({"live": {"guidance": "3"}}, "guidance must be"),
     ({"bank": {"noise_spacing": "cosine"}}, "noise_spacing must be"),
     ({"live": {}, "bank": {}, "fast": {}}, "unknown sampling profiles"),
+    ({"bank": {"model": "../unet"}}, "model must be"),
+    ({"bank": {"model": 3}}, "model must be"),
 ])
 def test_config_writer_and_reader_refuse_bad_values(tmp_path, profiles, match):
     with pytest.raises(ValueError, match=match):
@@ -402,3 +406,37 @@ def test_bad_class_guidance_is_refused_with_a_clear_message(class_guidance, mess
     with pytest.raises(ValueError, match=message) as refused:
         SamplingDefaults(class_guidance=class_guidance)
     assert len(str(refused.value)) < 300
+
+
+def tiny_unet(seed: int):
+    torch.manual_seed(seed)
+    return build_unet(UNetShape(block_out_channels=(16, 32), norm_num_groups=8, attention_head_dim=8))
+
+
+def test_a_profile_samples_with_its_own_network_and_keeps_it_through_save_and_load(tmp_path):
+    config, live, bank = dict(build_noise_scheduler().config), SamplingDefaults(steps=3), SamplingDefaults(steps=4)
+    main, other = tiny_unet(0), tiny_unet(1)
+    own = PixelDiffusionGenerator(main, config, SamplingProfiles(live, replace(bank, model="unet-bank")), bf16=False,
+                                  profile_unets={"unet-bank": other})
+    only_main = PixelDiffusionGenerator(main, config, SamplingProfiles(live, bank), bf16=False)
+    only_other = PixelDiffusionGenerator(other, config, SamplingProfiles(live, bank), bf16=False)
+    for profile, same in (("bank", only_other), ("live", only_main)):
+        np.testing.assert_array_equal(own.generate(3, 2, seed=5, profile=profile), same.generate(3, 2, seed=5, profile=profile))
+    assert not np.array_equal(only_main.generate(3, 2, seed=5, profile="bank"), only_other.generate(3, 2, seed=5, profile="bank"))
+    examples = np.full((2, 28, 28, 3), 200, dtype=np.uint8)
+    np.testing.assert_array_equal(own.generate_guided(examples, 3, 2, strength=0.5, seed=5, profile="bank"),
+                                  only_other.generate_guided(examples, 3, 2, strength=0.5, seed=5, profile="bank"))
+    assert own.unet_for("bank") is other and own.unet_for("live") is main
+
+    own.save_pretrained(tmp_path / "own")
+    only_other.save_pretrained(tmp_path / "other")
+    assert json.loads((tmp_path / "own" / GENERATOR_CONFIG_NAME).read_text())["sampling_profiles"]["bank"]["model"] == "unet-bank"
+    assert "model" not in json.loads((tmp_path / "own" / GENERATOR_CONFIG_NAME).read_text())["sampling_profiles"]["live"]
+    np.testing.assert_array_equal(load_generator(tmp_path / "own").generate(3, 2, seed=5, profile="bank"),
+                                  load_generator(tmp_path / "other").generate(3, 2, seed=5, profile="bank"))
+    # The folder's network for the profile is gone: the loader says the folder is incomplete.
+    shutil.rmtree(tmp_path / "own" / "unet-bank")
+    with pytest.raises(ValueError, match="corrupt or incomplete"):
+        load_generator(tmp_path / "own")
+    with pytest.raises(ValueError, match="lacks"):
+        PixelDiffusionGenerator(main, config, SamplingProfiles(live, replace(bank, model="unet-bank")))

@@ -203,6 +203,11 @@ def test_guidance_interval_is_refused_because_stable_diffusion_guides_every_step
         load_generator(folder)
 
 
+def test_a_profile_network_of_its_own_is_refused_because_the_adapter_serves_every_profile(adapter_dir, tmp_path):
+    with pytest.raises(ValueError, match="one adapter"):
+        load_generator(adapter_copy_with(adapter_dir, tmp_path / "own", model="unet-bank"))
+
+
 def test_sde_solver_setting_reaches_the_stable_diffusion_scheduler(adapter_dir, tmp_path):
     generator = load_generator(adapter_copy_with(adapter_dir, tmp_path / "sde", solver="sde-dpmsolver++"))
     assert generator.pipe.scheduler.config.algorithm_type == "sde-dpmsolver++"

@@ -299,7 +299,7 @@ def main(args: argparse.Namespace) -> dict:
     spaces = realism({"classifier": classifier} | ({"judge": judge} if judge is not None else {}), sets, args)
     metrics = {
         "generator": describe_model(args.generator) | {
-            "unet": model_architecture(generator),
+            "unet": model_architecture(generator, args.profile),
             "profile": args.profile, "sampling": asdict(settings), "sampled_in_bf16": getattr(generator, "bf16", None),
             "cpu_capability": torch.backends.cpu.get_cpu_capability()},
         "classifier": describe_model(args.classifier) | {"config": asdict(classifier.config)},
@@ -342,9 +342,9 @@ def write_figures(metrics: dict, val_images: np.ndarray, val_labels: np.ndarray,
     plot_coverage(spaces, output_dir / "generator_coverage.png")
 
 
-def model_architecture(generator) -> dict:
-    """The denoiser's config: the pixel UNet's, or the LoRA backend's Stable Diffusion UNet's."""
-    unet = generator.pipeline.unet if hasattr(generator, "pipeline") else generator.pipe.unet
+def model_architecture(generator, profile: str) -> dict:
+    """The config of the denoiser `profile` samples with: a pixel UNet, or the LoRA backend's Stable Diffusion UNet."""
+    unet = generator.unet_for(profile) if hasattr(generator, "unet_for") else generator.pipe.unet
     return {k: v for k, v in unet.config.items() if not k.startswith("_")}
 
 

@@ -23,6 +23,7 @@ import copy
 import json
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ from tqdm import tqdm
 from pathgen.augment import random_dihedral
 from pathgen.cpu import has_fast_bf16
 from pathgen.data import NUM_CLASSES, add_data_arguments, load_split
-from pathgen.generation import SamplingProfiles, read_generator_config
+from pathgen.generation import PROFILES, SamplingProfiles, read_generator_config
 from pathgen.generator import PixelDiffusionGenerator, UNetShape, build_noise_scheduler, build_unet
 from training.provenance import command_line, describe_model
 
@@ -295,11 +296,19 @@ def train_step(state: TrainingState, train_x: torch.Tensor, train_y: torch.Tenso
     return loss.item()
 
 
+def inherited_profiles(init_from: str | None) -> SamplingProfiles | None:
+    """A fine-tuned model keeps the sampling profiles of the folder it started from, each sampling with the
+    trained network: a profile's network of its own (e.g. unet-bank/) is not trained here and not exported."""
+    if init_from is None:
+        return None
+    profiles = SamplingProfiles.from_config(read_generator_config(init_from))
+    return SamplingProfiles(**{name: replace(profiles.get(name), model="") for name in PROFILES})
+
+
 def export_snapshots(state: TrainingState, scheduler, held_out, args, checkpoint_dir: Path) -> dict:
     """Exports every EMA (the first also to --output-dir) and returns their held-out figures (`held_out_loss`)."""
     losses = {}
-    # A fine-tuned model keeps the sampling profiles of the folder it started from.
-    profiles = SamplingProfiles.from_config(read_generator_config(args.init_from)) if args.init_from else None
+    profiles = inherited_profiles(args.init_from)
     for index, (ema, decay) in enumerate(zip(state.emas, args.ema_decays, strict=True)):
         exported = PixelDiffusionGenerator(ema, dict(scheduler.config), profiles)
         exported.save_pretrained(checkpoint_dir / f"ema-{decay}")

@@ -65,7 +65,9 @@ from pathgen.generation import (
     PROFILES,
     SOLVERS,
     SamplingDefaults,
+    SamplingProfiles,
     load_generator,
+    read_generator_config,
     write_sampling_defaults,
 )
 from pathgen.generator import PixelDiffusionGenerator
@@ -380,7 +382,10 @@ def main(args: argparse.Namespace) -> dict:
     if args.output:
         Path(args.output).write_text(json.dumps(summary, indent=2) + "\n")
     if args.write_defaults:
-        write_sampling_defaults(args.generator, SamplingDefaults(**summary["chosen"]), profile=args.profile)
+        # The choice was measured with the profile's own network, if it has one; it keeps sampling with it.
+        network = SamplingProfiles.from_config(read_generator_config(args.generator)).get(args.profile).model
+        write_sampling_defaults(args.generator, SamplingDefaults(**{"model": network, **summary["chosen"]}),
+                                profile=args.profile)
         print(f"wrote the chosen defaults to {Path(args.generator) / GENERATOR_CONFIG_NAME}")
     return summary
 
