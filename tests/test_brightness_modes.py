@@ -1,0 +1,30 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from pathgen.generator import PixelDiffusionGenerator, UNetShape, build_noise_scheduler, build_unet
+from training import brightness_modes
+
+
+def test_tiles_fall_in_the_band_of_their_mean_grey_level():
+    tiles = np.stack([np.full((28, 28, 3), level, dtype=np.uint8) for level in (10, 100, 100, 230)])
+    fractions = brightness_modes.band_fractions(tiles)
+    assert fractions == pytest.approx([0.25, 0.5, 0, 0, 0, 0, 0.25])
+    assert brightness_modes.total_variation(fractions, fractions) == 0.0
+    assert brightness_modes.total_variation([1, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 1]) == 1.0
+
+
+def test_script_compares_generated_bands_with_train_and_records_how(tmp_path, fixture_dir):
+    torch.manual_seed(0)
+    unet = build_unet(UNetShape(block_out_channels=(16, 32), norm_num_groups=8, attention_head_dim=8))
+    PixelDiffusionGenerator(unet, dict(build_noise_scheduler().config), bf16=False).save_pretrained(tmp_path / "gen")
+    output = tmp_path / "modes.json"
+    result = brightness_modes.main(brightness_modes.parse_args([
+        "--data-dir", str(fixture_dir), "--generator", str(tmp_path / "gen"), "--count", "3", "--output", str(output)]))
+    assert json.loads(output.read_text()) == result
+    assert sum(result["train"]) == pytest.approx(1.0) and sum(result["generated"]) == pytest.approx(1.0)
+    assert result["class"] == "background" and len(result["bands"]) == 7
+    assert 0.0 <= result["total_variation"] <= 1.0
+    assert result["command"].startswith("python -m training.brightness_modes") and result["generator"]["sha256"]
