@@ -36,6 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def pixel_config(folder: Path) -> dict:
+    """The folder's generator_config.json; exits unless it is a pixel-diffusion generator."""
     config = read_generator_config(folder)
     if config["backend"] != BACKEND:
         raise SystemExit(f"{folder} is a {config['backend']} generator; only {BACKEND} folders have a unet/ to attach.")
@@ -52,7 +53,8 @@ def check_names(args: argparse.Namespace) -> None:
 def main(args: argparse.Namespace) -> None:
     check_names(args)
     generator_dir, source_dir = Path(args.generator), Path(args.source)
-    pixel_config(generator_dir), pixel_config(source_dir)
+    profiles = SamplingProfiles.from_config(pixel_config(generator_dir))
+    pixel_config(source_dir)
     if not (source_dir / MAIN_MODEL).is_dir():
         raise SystemExit(f"{source_dir} has no {MAIN_MODEL}/ folder; export one with `python -m training.train_generator`.")
     ours = (generator_dir / "scheduler" / "scheduler_config.json").read_text()
@@ -65,7 +67,6 @@ def main(args: argparse.Namespace) -> None:
     shutil.copytree(source_dir / MAIN_MODEL, target)
     if (source_dir / "training.json").is_file():
         shutil.copy2(source_dir / "training.json", target / "training.json")
-    profiles = SamplingProfiles.from_config(read_generator_config(generator_dir))
     replaced = profiles.get(args.profile).model
     write_sampling_defaults(generator_dir, replace(profiles.get(args.profile), model=args.name), profile=args.profile)
     others = {profiles.get(name).model for name in PROFILES if name != args.profile}
