@@ -326,6 +326,30 @@ def test_log_normal_sampling_maps_noise_levels_to_the_nearest_timestep():
     assert abs(np.log(median_sigma) - args.p_mean) < 0.05  # the log-normal's median is exp(P_mean)
 
 
+def test_uniform_share_moves_that_fraction_of_draws_to_the_noisy_end():
+    scheduler = build_noise_scheduler()
+    levels = train_generator.noise_levels(scheduler)
+
+    def noisy_fraction(*flags: str) -> float:
+        args = train_generator.parse_args(["--noise-sampling", "lognormal", *flags])
+        drawn = train_generator.sample_timesteps(scheduler, 40000, args, torch.Generator().manual_seed(0))
+        return float((levels[drawn] > 1.0).float().mean())
+
+    log_normal = noisy_fraction()
+    uniform = float((levels > 1.0).float().mean())  # a uniform draw's chance of sigma > 1
+    mixed = noisy_fraction("--uniform-share", "0.3")
+    assert abs(mixed - (0.7 * log_normal + 0.3 * uniform)) < 0.01
+    assert mixed > log_normal + 0.1
+
+
+@pytest.mark.parametrize("flags", [["--noise-sampling", "lognormal", "--uniform-share", "1.5"],
+                                   ["--noise-sampling", "lognormal", "--uniform-share", "-0.1"],
+                                   ["--noise-sampling", "uniform", "--uniform-share", "0.3"]])
+def test_uniform_share_refuses_values_that_mean_nothing(flags):
+    with pytest.raises(SystemExit):
+        train_generator.parse_args(flags)
+
+
 def test_edm_recipe_runs_in_segments_with_several_ema_snapshots(tmp_path, fixture_dir):
     out, runs = tmp_path / "export", tmp_path / "runs"
     common = ["--data-dir", str(fixture_dir), "--output-dir", str(out), "--checkpoint-dir", str(runs),

@@ -69,6 +69,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--noise-sampling", choices=["uniform", "lognormal"], default="uniform",
                         help="Timesteps drawn uniformly, or noise levels sigma drawn log-normally (EDM) and mapped "
                              "to the nearest timestep.")
+    parser.add_argument("--uniform-share", type=float, default=0.0,
+                        help="With --noise-sampling lognormal, this fraction of each batch draws its timesteps "
+                             "uniformly instead, so the noisy end, where a tile's overall layout and brightness are "
+                             "chosen, is trained more often than the log-normal alone trains it.")
     parser.add_argument("--p-mean", type=float, default=-1.2, help="Mean of log(sigma) for --noise-sampling lognormal.")
     parser.add_argument("--p-std", type=float, default=1.2, help="Std of log(sigma) for --noise-sampling lognormal.")
     parser.add_argument("--loss-weighting", choices=["min-snr", "edm"], default="min-snr",
@@ -94,7 +98,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="Random seed.")
     parser.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                         help="Continue from the checkpoint in --checkpoint-dir if there is one.")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not 0 <= args.uniform_share <= 1:
+        parser.error(f"--uniform-share must lie in [0, 1], got {args.uniform_share}")
+    if args.uniform_share and args.noise_sampling != "lognormal":
+        parser.error("--uniform-share mixes uniform draws into --noise-sampling lognormal; "
+                     "with --noise-sampling uniform every draw is uniform already")
+    return args
 
 
 def load_data(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
@@ -158,7 +168,12 @@ def sample_timesteps(scheduler, n: int, args, generator: torch.Generator) -> tor
     if args.noise_sampling == "uniform":
         return torch.randint(0, scheduler.config.num_train_timesteps, (n,), generator=generator)
     sigmas = (args.p_mean + args.p_std * torch.randn(n, generator=generator)).exp()
-    return nearest_timesteps(scheduler, sigmas)
+    timesteps = nearest_timesteps(scheduler, sigmas)
+    if args.uniform_share > 0:
+        uniform = torch.randint(0, scheduler.config.num_train_timesteps, (n,), generator=generator)
+        from_uniform = torch.rand(n, generator=generator) < args.uniform_share
+        timesteps = torch.where(from_uniform, uniform, timesteps)
+    return timesteps
 
 
 def loss_weights(scheduler, timesteps: torch.Tensor, min_snr_gamma: float, weighting: str = "min-snr",
