@@ -1,4 +1,5 @@
 import json
+import shlex
 
 import numpy as np
 import pytest
@@ -28,3 +29,5 @@ def test_script_compares_generated_bands_with_train_and_records_how(tmp_path, fi
     assert result["class"] == "background" and len(result["bands"]) == 7
     assert 0.0 <= result["total_variation"] <= 1.0
     assert result["command"].startswith("python -m training.brightness_modes") and result["generator"]["sha256"]
+    recorded = brightness_modes.parse_args(shlex.split(result["command"])[3:])  # the recorded command runs as written
+    assert recorded.tissue == "background" and recorded.count == 3

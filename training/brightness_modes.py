@@ -31,7 +31,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_arguments(parser)
     parser.add_argument("--generator", default="assets/generator", help="Generator folder (load_generator).")
-    parser.add_argument("--class", dest="tissue", default="background", help="Class key, name or index.")
+    parser.add_argument("--class", "--tissue", dest="tissue", default="background",
+                        help="Class key, name or index (--tissue is the same flag: the name the recorded command uses).")
     parser.add_argument("--profile", choices=PROFILES, default="bank", help="Sampling profile the tiles are drawn with.")
     parser.add_argument("--count", type=int, default=400, help="Unfiltered tiles generated.")
     parser.add_argument("--seed", type=int, default=12345, help="Seed of the generated tiles.")

@@ -300,7 +300,7 @@ def main(args: argparse.Namespace) -> dict:
     metrics = {
         "generator": describe_model(args.generator) | {
             "unet": model_architecture(generator, args.profile),
-            "profile": args.profile, "sampling": asdict(settings), "sampled_in_bf16": getattr(generator, "bf16", None),
+            "profile": args.profile, "sampling": settings.to_dict(), "sampled_in_bf16": getattr(generator, "bf16", None),
             "cpu_capability": torch.backends.cpu.get_cpu_capability()},
         "classifier": describe_model(args.classifier) | {"config": asdict(classifier.config)},
         "judge": judge_description(args.judge, judge) if judge is not None else None,
