@@ -90,26 +90,6 @@ def test_cosine_schedule_warms_up_then_anneals_to_zero():
     assert train_generator.learning_rate_factor(90, constant) == 1.0
 
 
-def test_uncapped_loss_weights_give_the_epsilon_error_and_min_snr_caps_the_low_noise_steps():
-    scheduler = build_noise_scheduler()
-    generator = torch.Generator().manual_seed(0)
-    clean, noise = torch.rand(6, 3, 28, 28, generator=generator) * 2 - 1, torch.randn(6, 3, 28, 28, generator=generator)
-    timesteps = torch.tensor([0, 20, 83, 300, 700, 999])
-    noisy = scheduler.add_noise(clean, noise, timesteps)
-    velocity = scheduler.get_velocity(clean, noise, timesteps)
-    predicted = velocity + 0.1 * torch.randn(velocity.shape, generator=generator)
-    alpha, sigma = (scheduler.alphas_cumprod[timesteps] ** 0.5).view(-1, 1, 1, 1), \
-        ((1 - scheduler.alphas_cumprod[timesteps]) ** 0.5).view(-1, 1, 1, 1)
-    predicted_noise = sigma * noisy + alpha * predicted  # what a v-prediction says about the noise
-    epsilon_error = (predicted_noise - noise).pow(2).mean(dim=(1, 2, 3))
-    v_error = (predicted - velocity).pow(2).mean(dim=(1, 2, 3))
-    uncapped = train_generator.loss_weights(scheduler, timesteps, 0.0)
-    torch.testing.assert_close(uncapped * v_error, epsilon_error, rtol=1e-4, atol=1e-6)
-    min_snr = train_generator.loss_weights(scheduler, timesteps, 5.0)
-    assert (min_snr[:3] < 0.11 * uncapped[:3]).all()  # the low-noise steps, where min-SNR-5 gives < 11%
-    torch.testing.assert_close(min_snr[3:], uncapped[3:])  # at SNR below 5 the two agree
-
-
 def test_shipped_model_is_deterministic_per_seed(shipped):
     a = shipped.generate(0, 4, seed=123, steps=4)
     b = shipped.generate(0, 4, seed=123, steps=4)
@@ -296,58 +276,6 @@ def test_a_single_sampling_defaults_entry_serves_both_profiles(tmp_path):
         {"backend": "pixel-diffusion", "sampling_defaults": {"steps": 5, "guidance": 2.0}}))
     profiles = load_generator(tmp_path).profiles
     assert profiles.live == profiles.bank == SamplingDefaults(steps=5, guidance=2.0)
-
-
-def test_edm_weights_on_the_v_error_equal_edm_lambda_on_the_x0_error():
-    scheduler = build_noise_scheduler()
-    generator = torch.Generator().manual_seed(1)
-    clean, noise = torch.rand(5, 3, 28, 28, generator=generator) * 2 - 1, torch.randn(5, 3, 28, 28, generator=generator)
-    timesteps = torch.tensor([3, 60, 250, 600, 990])
-    noisy = scheduler.add_noise(clean, noise, timesteps)
-    velocity = scheduler.get_velocity(clean, noise, timesteps)
-    predicted = velocity + 0.1 * torch.randn(velocity.shape, generator=generator)
-    alpha_bar = scheduler.alphas_cumprod[timesteps].view(-1, 1, 1, 1)
-    x0_error = (alpha_bar.sqrt() * noisy - (1 - alpha_bar).sqrt() * predicted - clean).pow(2).mean(dim=(1, 2, 3))
-    sigma = train_generator.noise_levels(scheduler)[timesteps]
-    edm_lambda = (sigma**2 + 0.25) / (sigma * 0.5) ** 2
-    weights = train_generator.loss_weights(scheduler, timesteps, 5.0, "edm", 0.5)
-    v_error = (predicted - velocity).pow(2).mean(dim=(1, 2, 3))
-    torch.testing.assert_close(weights * v_error, edm_lambda * x0_error, rtol=1e-3, atol=1e-6)
-
-
-def test_log_normal_sampling_maps_noise_levels_to_the_nearest_timestep():
-    scheduler = build_noise_scheduler()
-    levels = train_generator.noise_levels(scheduler)
-    for t in (0, 1, 83, 500, 998, 999):
-        assert int(train_generator.nearest_timesteps(scheduler, levels[t:t + 1] * 1.0001)) == t
-    args = train_generator.parse_args(["--noise-sampling", "lognormal"])
-    drawn = train_generator.sample_timesteps(scheduler, 20000, args, torch.Generator().manual_seed(0))
-    median_sigma = float(levels[drawn].median())
-    assert abs(np.log(median_sigma) - args.p_mean) < 0.05  # the log-normal's median is exp(P_mean)
-
-
-def test_uniform_share_moves_that_fraction_of_draws_to_the_noisy_end():
-    scheduler = build_noise_scheduler()
-    levels = train_generator.noise_levels(scheduler)
-
-    def noisy_fraction(*flags: str) -> float:
-        args = train_generator.parse_args(["--noise-sampling", "lognormal", *flags])
-        drawn = train_generator.sample_timesteps(scheduler, 40000, args, torch.Generator().manual_seed(0))
-        return float((levels[drawn] > 1.0).float().mean())
-
-    log_normal = noisy_fraction()
-    uniform = float((levels > 1.0).float().mean())  # a uniform draw's chance of sigma > 1
-    mixed = noisy_fraction("--uniform-share", "0.3")
-    assert abs(mixed - (0.7 * log_normal + 0.3 * uniform)) < 0.01
-    assert mixed > log_normal + 0.1
-
-
-@pytest.mark.parametrize("flags", [["--noise-sampling", "lognormal", "--uniform-share", "1.5"],
-                                   ["--noise-sampling", "lognormal", "--uniform-share", "-0.1"],
-                                   ["--noise-sampling", "uniform", "--uniform-share", "0.3"]])
-def test_uniform_share_refuses_values_that_mean_nothing(flags):
-    with pytest.raises(SystemExit):
-        train_generator.parse_args(flags)
 
 
 def test_edm_recipe_runs_in_segments_with_several_ema_snapshots(tmp_path, fixture_dir):

@@ -10,7 +10,9 @@ from pathlib import Path
 def command_line(module: str, args: argparse.Namespace) -> str:
     """The command that repeats a run of `python -m module` with every setting spelled out.
 
-    Booleans become `--flag` / `--no-flag`, so the script must declare them with BooleanOptionalAction.
+    Each setting is spelled `--dest` (underscores as hyphens), so the script must accept every flag under its
+    dest's spelling, and booleans become `--flag` / `--no-flag`, so it must declare them with
+    BooleanOptionalAction; tests/test_provenance.py checks both for every script that records a command.
     """
     flags = []
     for name, value in vars(args).items():

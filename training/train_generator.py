@@ -37,6 +37,7 @@ from pathgen.cpu import has_fast_bf16
 from pathgen.data import NUM_CLASSES, add_data_arguments, load_split
 from pathgen.generation import PROFILES, SamplingProfiles, read_generator_config
 from pathgen.generator import PixelDiffusionGenerator, UNetShape, build_noise_scheduler, build_unet
+from training.noise_levels import add_noise_arguments, check_noise_arguments, loss_weights, nearest_timesteps, sample_timesteps
 from training.provenance import command_line, describe_model
 
 DEFAULT_CHECKPOINT_DIR = Path("~/.cache/pathgen/runs/generator").expanduser()
@@ -66,22 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="Final EMA decays (warmed up from 0), one EMA snapshot each; the first is exported to "
                              "--output-dir, every one to CHECKPOINT_DIR/ema-DECAY so the averaging length can be "
                              "chosen afterwards on a held-out metric.")
-    parser.add_argument("--noise-sampling", choices=["uniform", "lognormal"], default="uniform",
-                        help="Timesteps drawn uniformly, or noise levels sigma drawn log-normally (EDM) and mapped "
-                             "to the nearest timestep.")
-    parser.add_argument("--uniform-share", type=float, default=0.0,
-                        help="With --noise-sampling lognormal, this fraction of each batch draws its timesteps "
-                             "uniformly instead, so the noisy end, where a tile's overall layout and brightness are "
-                             "chosen, is trained more often than the log-normal alone trains it.")
-    parser.add_argument("--p-mean", type=float, default=-1.2, help="Mean of log(sigma) for --noise-sampling lognormal.")
-    parser.add_argument("--p-std", type=float, default=1.2, help="Std of log(sigma) for --noise-sampling lognormal.")
-    parser.add_argument("--loss-weighting", choices=["min-snr", "edm"], default="min-snr",
-                        help="min-snr: --min-snr-gamma's weights; edm: EDM's lambda(sigma) with --sigma-data, "
-                             "expressed on the v error.")
-    parser.add_argument("--sigma-data", type=float, default=0.5, help="Data standard deviation for the EDM weighting.")
-    parser.add_argument("--min-snr-gamma", type=float, default=5.0,
-                        help="Min-SNR loss weighting gamma; 0: no cap, i.e. epsilon-prediction's weighting snr/(snr+1), "
-                             "which weights the low-noise steps that draw fine texture up to 5000 times more.")
+    add_noise_arguments(parser)
     parser.add_argument("--label-dropout", type=float, default=0.1, help="Fraction of labels replaced by the null class (for guidance).")
     parser.add_argument("--channels", type=int, nargs="+", default=list(UNetShape.block_out_channels),
                         help="UNet block widths, one per resolution (28, 14, 7).")
@@ -99,11 +85,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                         help="Continue from the checkpoint in --checkpoint-dir if there is one.")
     args = parser.parse_args(argv)
-    if not 0 <= args.uniform_share <= 1:
-        parser.error(f"--uniform-share must lie in [0, 1], got {args.uniform_share}")
-    if args.uniform_share and args.noise_sampling != "lognormal":
-        parser.error("--uniform-share mixes uniform draws into --noise-sampling lognormal; "
-                     "with --noise-sampling uniform every draw is uniform already")
+    check_noise_arguments(parser, args)
     return args
 
 
@@ -149,50 +131,6 @@ def learning_rate_factor(step: int, args: argparse.Namespace) -> float:
         return 1.0
     progress = (step - args.warmup_steps) / max(1, args.max_steps - args.warmup_steps)
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
-def noise_levels(scheduler) -> torch.Tensor:
-    """sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t) for every training timestep (increasing in t)."""
-    alpha_bar = scheduler.alphas_cumprod
-    return ((1 - alpha_bar) / alpha_bar).sqrt()
-
-
-def nearest_timesteps(scheduler, sigmas: torch.Tensor) -> torch.Tensor:
-    log_levels = noise_levels(scheduler).log()
-    upper = torch.bucketize(sigmas.log(), log_levels).clamp(1, len(log_levels) - 1)
-    closer_below = (sigmas.log() - log_levels[upper - 1]).abs() < (log_levels[upper] - sigmas.log()).abs()
-    return torch.where(closer_below, upper - 1, upper)
-
-
-def sample_timesteps(scheduler, n: int, args, generator: torch.Generator) -> torch.Tensor:
-    if args.noise_sampling == "uniform":
-        return torch.randint(0, scheduler.config.num_train_timesteps, (n,), generator=generator)
-    sigmas = (args.p_mean + args.p_std * torch.randn(n, generator=generator)).exp()
-    timesteps = nearest_timesteps(scheduler, sigmas)
-    if args.uniform_share > 0:
-        uniform = torch.randint(0, scheduler.config.num_train_timesteps, (n,), generator=generator)
-        from_uniform = torch.rand(n, generator=generator) < args.uniform_share
-        timesteps = torch.where(from_uniform, uniform, timesteps)
-    return timesteps
-
-
-def loss_weights(scheduler, timesteps: torch.Tensor, min_snr_gamma: float, weighting: str = "min-snr",
-                 sigma_data: float = 0.5) -> torch.Tensor:
-    """Per-sample weights of the v-prediction MSE.
-
-    min-snr: min(snr, gamma) / (snr + 1) (Hang et al., 2023); gamma 0 gives snr/(snr+1), which makes the weighted
-    v error equal the epsilon error, since eps - eps_hat = sqrt(alpha_bar) (v - v_hat).
-    edm: EDM's lambda(sigma) = (sigma^2 + sd^2) / (sigma sd)^2 on the x0 error; as x0 - x0_hat =
-    sqrt(1 - alpha_bar) (v - v_hat) = sigma / sqrt(1 + sigma^2) (v - v_hat), that is
-    (sigma^2 + sd^2) / (sd^2 (1 + sigma^2)) on the v error.
-    """
-    alpha_bar = scheduler.alphas_cumprod[timesteps]
-    snr = alpha_bar / (1 - alpha_bar)
-    if weighting == "edm":
-        sigma_squared = 1 / snr
-        return (sigma_squared + sigma_data**2) / (sigma_data**2 * (1 + sigma_squared))
-    capped = snr.clamp(max=min_snr_gamma) if min_snr_gamma > 0 else snr
-    return capped / (snr + 1)
 
 
 def diffusion_loss(unet, scheduler, clean: torch.Tensor, labels: torch.Tensor, args, generator) -> torch.Tensor:
