@@ -8,7 +8,6 @@ with DPM-Solver++.
 from __future__ import annotations
 
 import copy
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,11 +73,17 @@ def build_noise_scheduler() -> DDPMScheduler:
                          prediction_type="v_prediction", clip_sample=False)
 
 
+def edm_sigmas(alphas_cumprod: torch.Tensor) -> torch.Tensor:
+    """EDM's noise level sigma = sqrt((1 - alpha_bar) / alpha_bar) of each timestep, in the dtype given (the
+    sampler's timesteps are picked in float64, training's draws in the schedule's float32)."""
+    return ((1 - alphas_cumprod) / alphas_cumprod).sqrt()
+
+
 def karras_timesteps(scheduler_config: dict, steps: int) -> list[int]:
     """`steps` distinct timesteps: the first at pure noise, the rest at noise levels spaced as in Karras et al.
     (2022) from sigma 80 down to the schedule's smallest, so the final steps are small."""
     alpha_bar = DDPMScheduler.from_config(scheduler_config).alphas_cumprod.double()
-    log_levels = ((1 - alpha_bar) / alpha_bar).sqrt().log()
+    log_levels = edm_sigmas(alpha_bar).log()
     low, high = float(log_levels[0].exp()), min(KARRAS_SIGMA_MAX, float(log_levels[-1].exp()))
     ramp = torch.linspace(0, 1, max(steps - 1, 1), dtype=torch.float64)
     sigmas = (high ** (1 / KARRAS_RHO) + ramp * (low ** (1 / KARRAS_RHO) - high ** (1 / KARRAS_RHO))) ** KARRAS_RHO
@@ -114,8 +119,7 @@ class ClassConditionalPipeline:
         """v - weight * (sigma / alpha) * grad logit D: the real data's score where the discriminator is right."""
         if self.discriminator is None:
             raise ValueError(f"This generator has no discriminator for discriminator guidance; train one with {REBUILD}.")
-        alpha_bar = float(scheduler.alphas_cumprod[int(t)])
-        sigma = math.sqrt((1 - alpha_bar) / alpha_bar)
+        sigma = float(edm_sigmas(scheduler.alphas_cumprod[int(t)].double()))
         if not MIN_SIGMA <= sigma <= MAX_SIGMA:  # outside the levels it was trained on
             return v
         return v - weight * sigma * logit_gradient(self.discriminator, sample, sigma, labels)

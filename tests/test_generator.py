@@ -15,7 +15,14 @@ from pathgen.generation import (
     load_generator,
     write_sampling_defaults,
 )
-from pathgen.generator import PixelDiffusionGenerator, UNetShape, build_noise_scheduler, build_unet, karras_timesteps
+from pathgen.generator import (
+    PixelDiffusionGenerator,
+    UNetShape,
+    build_noise_scheduler,
+    build_unet,
+    edm_sigmas,
+    karras_timesteps,
+)
 from tests.conftest import ASSETS
 from training import train_generator
 
@@ -249,6 +256,16 @@ def test_karras_spacing_ends_with_smaller_steps_than_trailing():
         timesteps = karras_timesteps(pipeline.scheduler_config, steps)
         assert len(timesteps) == steps and timesteps[0] == 999
         assert all(a > b >= 0 for a, b in zip(timesteps, timesteps[1:], strict=False))
+
+
+def test_edm_sigmas_match_the_discriminators_noising():
+    # pathgen.discriminator noises a tile as alpha (x0 + sigma eps) with alpha = 1 / sqrt(1 + sigma^2); the
+    # sampler's sigma at timestep t must describe the same tile as the schedule's alpha_bar_t.
+    alphas_cumprod = build_noise_scheduler().alphas_cumprod.double()
+    sigmas = edm_sigmas(alphas_cumprod)
+    assert torch.allclose(1 / (1 + sigmas**2), alphas_cumprod, rtol=1e-9)
+    assert bool((sigmas[1:] > sigmas[:-1]).all())
+    assert edm_sigmas(alphas_cumprod.float()).dtype == torch.float32
 
 
 @pytest.mark.parametrize("profiles,match", [

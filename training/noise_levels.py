@@ -16,7 +16,7 @@ from itertools import pairwise
 
 import torch
 
-from pathgen.generator import build_noise_scheduler
+from pathgen.generator import build_noise_scheduler, edm_sigmas
 
 
 def add_noise_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,9 +48,8 @@ def check_noise_arguments(parser: argparse.ArgumentParser, args: argparse.Namesp
 
 
 def noise_levels(scheduler) -> torch.Tensor:
-    """sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t) for every training timestep (increasing in t)."""
-    alpha_bar = scheduler.alphas_cumprod
-    return ((1 - alpha_bar) / alpha_bar).sqrt()
+    """sigma_t for every training timestep (increasing in t)."""
+    return edm_sigmas(scheduler.alphas_cumprod)
 
 
 def nearest_timesteps(scheduler, sigmas: torch.Tensor) -> torch.Tensor:
