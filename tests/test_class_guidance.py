@@ -75,3 +75,16 @@ def test_combined_figures_match_a_confusion_matrix_built_by_hand():
     assert abs(figures["per_class_f1"][CLASS_NAMES[1]] - 0.8) < 1e-9
     assert abs(figures["macro_f1"] - (2 / 3 + 0.8 + 7) / 9) < 1e-9
     assert abs(figures["coverage_mean"] - (0.5 + 8 * 0.9) / 9) < 1e-9
+
+
+def test_scales_measured_at_another_noise_spacing_are_not_combined_with_the_chosen_one():
+    # The same two scales at each spacing; at trailing spacing the unguided one covers far more of mucus (4), but
+    # the chosen setting is Karras-spaced, so mucus picks among the Karras rows only.
+    karras = {"noise_spacing": "karras"}
+    trailing_unguided = sweep_result(1.0, 3.0, correct={}, coverage={4: 0.99}) | {"noise_spacing": "trailing"}
+    karras_unguided = sweep_result(1.0, 3.0, correct={}, coverage={4: 0.70}) | karras
+    karras_guided = sweep_result(1.5, 2.0, correct={}, coverage={4: 0.90}) | karras
+    results = [trailing_unguided, karras_unguided, karras_guided]
+    assert choose_class_guidance(results, karras_guided, RULE)["picked"]["mucus"] == 1.5
+    chosen_trailing = trailing_unguided | {"guidance": 1.5}
+    assert choose_class_guidance(results, chosen_trailing, RULE)["picked"]["mucus"] == 1.0

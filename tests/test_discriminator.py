@@ -119,7 +119,7 @@ def test_training_tells_real_from_generated_and_writes_a_loadable_folder(tmp_pat
 
 def test_tune_sampling_sweeps_discriminator_weights_only_where_there_is_a_discriminator(tmp_path, fixture_dir):
     args = tune_sampling.parse_args(["--steps", "2", "--guidance", "1", "--discriminator-guidance", "0", "1.5"])
-    assert [s[4] for s in tune_sampling.distinct_settings(args)] == [0.0, 1.5]
+    assert [s.discriminator_guidance for s in tune_sampling.distinct_settings(args)] == [0.0, 1.5]
     with pytest.raises(SystemExit):
         tune_sampling.parse_args(["--discriminator-guidance", "-1"])
     tiny_generator().save_pretrained(tmp_path / "gen")

@@ -177,6 +177,25 @@ def test_class_guidance_choice_is_written_with_the_profile(tmp_path, fixture_dir
                                                      "--class-guidance", "--recall-tolerance", "0.05"]))
 
 
+def test_noise_spacings_are_swept_and_the_chosen_one_is_written(tmp_path, fixture_dir):
+    save_tiny_models(tmp_path)
+    args = tune_sampling.parse_args(["--generator", str(tmp_path / "gen"), "--classifier", str(tmp_path / "clf"),
+                                     "--profile", "bank", "--steps", "3", "--guidance", "1", "2",
+                                     "--noise-spacings", "trailing", "karras", "--per-class", "2",
+                                     "--data-dir", str(fixture_dir), "--batch-size", "2", "--write-defaults"])
+    summary = tune_sampling.main(args)
+    assert [(r["guidance"], r["noise_spacing"]) for r in summary["results"]] == [
+        (1.0, "trailing"), (1.0, "karras"), (2.0, "trailing"), (2.0, "karras")]
+    bank = load_generator(tmp_path / "gen").profiles.bank
+    assert bank.noise_spacing == summary["chosen"]["noise_spacing"]
+    assert tune_sampling.parse_args(summary["command"].split()[3:]).noise_spacings == ["trailing", "karras"]
+    # Without the flag a sweep keeps the profile's own spacing, whatever an earlier setting used.
+    kept = tune_sampling.main(tune_sampling.parse_args(["--generator", str(tmp_path / "gen"), "--classifier",
+                                                        str(tmp_path / "clf"), "--profile", "live", "--steps", "2",
+                                                        "--guidance", "1", "--per-class", "1"]))
+    assert [r["noise_spacing"] for r in kept["results"]] == [load_generator(tmp_path / "gen").profiles.live.noise_spacing]
+
+
 @pytest.mark.parametrize("content", ["{not json", json.dumps({"results": []}), json.dumps({"chosen": {}})])
 def test_results_that_are_not_a_sweep_are_refused(tmp_path, content):
     (tmp_path / "sweep.json").write_text(content)
@@ -189,7 +208,8 @@ def test_results_that_are_not_a_sweep_are_refused(tmp_path, content):
 @pytest.mark.parametrize("flags", [["--batch-size", "0"], ["--guidance-intervals", "0.8:0.2"],
                                    ["--guidance-intervals", "half"], ["--guidance-intervals", "0:1.5"],
                                    ["--recall-tolerance", "0.05"], ["--coverage", "--recall-tolerance", "0.05"],
-                                   ["--coverage", "--class-guidance", "--recall-tolerance", "-0.1"]])
+                                   ["--coverage", "--class-guidance", "--recall-tolerance", "-0.1"],
+                                   ["--noise-spacings", "cosine"]])
 def test_bad_flags_are_refused(flags):
     with pytest.raises(SystemExit):
         tune_sampling.parse_args(flags)

@@ -28,7 +28,7 @@ from pathgen.metrics import classification_report
 # Fractions such as 30/900 sit exactly on a tolerance's edge; float rounding must not decide which side.
 ROUNDING = 1e-9
 BACKGROUND = resolve_class("background").name  # nearly flat: a relative texture error there means little
-SAME_SETTING = ("steps", "guidance_interval", "solver", "discriminator_guidance")
+SAME_SETTING = ("steps", "guidance_interval", "solver", "noise_spacing", "discriminator_guidance")
 
 
 def agreement(result: dict, name: str) -> float:
@@ -86,7 +86,7 @@ def combined_figures(picks: dict[str, dict]) -> dict:
 
 def choose_class_guidance(results: list[dict], chosen: dict, rule: dict) -> dict:
     """{"class_guidance": {class key: scale} (empty when the choice does not stand), figures of the choice}."""
-    same = [r for r in results if all(r[k] == chosen[k] for k in SAME_SETTING)]
+    same = [r for r in results if all(r.get(k) == chosen.get(k) for k in SAME_SETTING)]
     picks = {name: choose_for_class(same, name, rule) for name in CLASS_NAMES}
     figures = combined_figures(picks)
     stands = figures["min_class_f1"] >= rule["min_class_f1"] - ROUNDING

@@ -1,8 +1,9 @@
-"""Choose the generator's default sampling steps, guidance scale, guidance interval and solver from measurements.
+"""Choose the generator's default sampling steps, guidance scale, guidance interval, solver and noise spacing from
+measurements.
 
     python -m training.tune_sampling --steps 10 12 --guidance 3 4 --guidance-intervals 0:1 0:0.75 --write-defaults
 
-For every (steps, guidance, interval, solver) setting: `--per-class` unfiltered images per class, judged by the shipped
+For every (steps, guidance, interval, solver, noise spacing) setting: `--per-class` unfiltered images per class, judged by the shipped
 classifier (paper 1's measure: macro-F1 and the weakest class's F1), and the raw generation speed in
 batches of `--batch-size`. The noise comes from a seed stream that `evaluate_generator` never uses, so the
 evaluation afterwards is not run on the very images the choice was made on.
@@ -30,7 +31,8 @@ recognisability, which strong guidance does; without (4) it can trade the range 
 recognisability, which guidance does too. `--write-defaults`
 stores the choice in the generator folder's generator_config.json, which `generate()` uses when steps or
 guidance are not given. Guidance intervals (`SamplingDefaults.guidance_interval`) exist for the
-pixel-diffusion backend only; `--solvers` (`SamplingDefaults.solver`) applies to both.
+pixel-diffusion backend only; `--solvers` (`SamplingDefaults.solver`) and `--noise-spacings`
+(`SamplingDefaults.noise_spacing`; without it, the profile's own) apply to both.
 
 With `--class-guidance` the chosen setting also gets a guidance scale per class (`SamplingDefaults.class_guidance`),
 picked among the `--guidance` values measured at that setting by `training.class_guidance`'s rule;
@@ -45,6 +47,7 @@ import json
 import time
 from dataclasses import fields, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -62,6 +65,7 @@ from pathgen.generation import (
     EVERY_STEP,
     GENERATOR_CONFIG_NAME,
     MAX_IMAGES_PER_CALL,
+    NOISE_SPACINGS,
     PROFILES,
     SOLVERS,
     SamplingDefaults,
@@ -80,8 +84,20 @@ from training.provenance import command_line
 TUNING_STREAM = 2  # evaluate_generator draws from streams 0 (unfiltered) and 1 (validated)
 # With --results nothing is measured, so these flags would only misstate what the earlier sweep did; its own
 # command, recorded beside ours, says that.
-MEASURING_FLAGS = ("classifier", "steps", "guidance", "guidance_intervals", "solvers", "discriminator_guidance",
+MEASURING_FLAGS = ("classifier", "steps", "guidance", "guidance_intervals", "solvers", "noise_spacings",
+                   "discriminator_guidance",
                    "per_class", "batch_size", "near_copy_percentile", "data_dir", "download", "seed", "threads")
+
+
+class Setting(NamedTuple):
+    """One combination of the swept flags; a noise spacing of None keeps the profile's own."""
+
+    steps: int
+    guidance: float
+    interval: str
+    solver: str
+    noise_spacing: str | None
+    discriminator_guidance: float
 
 
 def interval_bounds(text: str) -> tuple[float, float]:
@@ -125,6 +141,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--solvers", nargs="+", choices=SOLVERS, default=[SOLVERS[0]],
                         help="DPM-Solver++ variants to try: the deterministic ODE solver, or its SDE form, which adds "
                              "fresh (seeded) noise at every step.")
+    parser.add_argument("--noise-spacings", nargs="+", choices=NOISE_SPACINGS, default=None,
+                        help="Noise-level spacings to try: evenly spaced timesteps ending at the schedule's last "
+                             "(trailing), or Karras-spaced noise levels, whose final steps are small (default: the "
+                             "profile's own only).")
     parser.add_argument("--discriminator-guidance", type=discriminator_weight, nargs="+", default=[0.0],
                         help="Discriminator-guidance weights to try (pixel-diffusion generators with a discriminator/ "
                              "folder, from training.train_discriminator); 0 samples the model alone.")
@@ -218,14 +238,15 @@ def coverage_figures(features: np.ndarray, labels: np.ndarray, reference: list[n
             "recall_per_class": {name: f["recall"] for name, f in figures.items()}}
 
 
-def measure_setting(generator, classifier: TissueClassifier, setting: tuple[int, float, str, str, float],
+def measure_setting(generator, classifier: TissueClassifier, setting: Setting,
                     args: argparse.Namespace, reference: NearCopyReference | None = None,
                     texture_reference: np.ndarray | None = None,
                     coverage_reference: list[np.ndarray] | None = None) -> dict:
-    steps, guidance, interval, solver, discriminator_guidance = setting
+    steps, guidance, interval, solver, noise_spacing, discriminator_guidance = setting
     bounds = interval_bounds(interval)
+    profile = generator.profiles.get(args.profile)
     setattr(generator.profiles, args.profile,
-            replace(generator.profiles.get(args.profile), guidance_interval=bounds, solver=solver,
+            replace(profile, guidance_interval=bounds, solver=solver, noise_spacing=noise_spacing or profile.noise_spacing,
                     discriminator_guidance=discriminator_guidance))
     started = time.perf_counter()
     generated = [generate_unfiltered(generator, class_index, args.per_class, run_seed=args.seed, stream=TUNING_STREAM,
@@ -280,12 +301,14 @@ def choose(results: list[dict], tolerance: float, min_class_f1: float = 0.0,
     return max(within_tolerance_of_highest(candidates, "macro_f1", tolerance), key=lambda r: r["images_per_second"])
 
 
-def distinct_settings(args: argparse.Namespace) -> list[tuple[int, float, str, str, float]]:
-    """(steps, guidance, interval, solver, discriminator guidance) to measure. Guidance 1.0 never runs the
-    unconditional pass, so its interval changes nothing: it is measured once, at the first interval given."""
-    return [(steps, guidance, interval, solver, weight) for steps in args.steps for guidance in args.guidance
+def distinct_settings(args: argparse.Namespace) -> list[Setting]:
+    """The settings to measure. Guidance 1.0 never runs the unconditional pass, so its interval changes nothing:
+    it is measured once, at the first interval given."""
+    return [Setting(steps, guidance, interval, solver, spacing, weight)
+            for steps in args.steps for guidance in args.guidance
             for interval in (args.guidance_intervals[:1] if guidance == 1.0 else args.guidance_intervals)
-            for solver in args.solvers for weight in args.discriminator_guidance]
+            for solver in args.solvers for spacing in (args.noise_spacings or [None])
+            for weight in args.discriminator_guidance]
 
 
 def setting_line(result: dict) -> str:
@@ -295,6 +318,7 @@ def setting_line(result: dict) -> str:
     extra += f"  discriminator {result['discriminator_guidance']:g}" if result.get("discriminator_guidance") else ""
     return (f"steps {result['steps']:3d}  guidance {result['guidance']:4g}  "
             f"interval {interval_flag(tuple(result['guidance_interval'])):>7}  {result['solver']:>15}  "
+            f"{result.get('noise_spacing', ''):>8}  "
             f"macro-F1 {result['macro_f1']:.3f}  weakest class {result['min_class_f1']:.3f}{extra}  "
             f"{result['images_per_second']:.1f} images/s")
 
@@ -369,7 +393,8 @@ def main(args: argparse.Namespace) -> dict:
     chosen = choose(results, **rule)
     rule["recall_tolerance"] = args.recall_tolerance
     print(f"chosen: steps {chosen['steps']}, guidance {chosen['guidance']}, interval {chosen['guidance_interval']}, "
-          f"solver {chosen['solver']}, discriminator guidance {chosen['discriminator_guidance']} "
+          f"solver {chosen['solver']}, noise spacing {chosen.get('noise_spacing')}, "
+          f"discriminator guidance {chosen['discriminator_guidance']} "
           "(the rule in this script's docstring)")
     chosen = {field.name: chosen[field.name] for field in fields(SamplingDefaults) if field.name in chosen}
     summary = {"command": recorded_command(args),
