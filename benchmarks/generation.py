@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from diffusers import UNet2DConditionModel
 
+from benchmarks.utils import cpu_description
 from pathgen.bank import ImageBank
 from pathgen.classifier import TissueClassifier
 from pathgen.cpu import has_fast_bf16
@@ -165,8 +166,7 @@ def main(args: argparse.Namespace) -> dict:
         print(f"{profile}: ours is {figures['ratio_sd_over_ours']:.0f}x faster per validated tile than one SD 1.5 "
               f"image (UNet only, {figures['sd15_seconds_per_image']:.1f} s) at {figures['steps']} steps")
     result = {"command": command_line("benchmarks.generation", args), "generator": describe_model(args.generator),
-              "threads": torch.get_num_threads(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-              "native_bf16": has_fast_bf16(), "threshold": args.threshold, "per_class": args.per_class,
+              "threads": torch.get_num_threads(), **cpu_description(), "threshold": args.threshold, "per_class": args.per_class,
               "raw_batch": args.raw_batch, "profiles": profiles, "generate_fresh_examples": fresh,
               "sd15_unet_seconds_per_step_batch2": sd_step}
     if args.output:

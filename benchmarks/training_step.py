@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.utils import cpu_description
 from pathgen.cpu import has_fast_bf16
 from pathgen.data import NUM_CLASSES
 from pathgen.generator import UNetShape, build_noise_scheduler, build_unet
@@ -83,7 +84,8 @@ def main(args: argparse.Namespace) -> dict:
         torch.set_num_threads(args.threads)
     parameters = sum(p.numel() for p in build_unet(UNetShape(tuple(args.channels), args.layers_per_block)).parameters())
     report = {"command": command_line("benchmarks.training_step", args), "parameters": parameters,
-              "threads": torch.get_num_threads(), "bf16": args.bf16, "batch_size": args.batch_size, "modes": {}}
+              "threads": torch.get_num_threads(), **cpu_description(), "bf16": args.bf16, "batch_size": args.batch_size,
+              "modes": {}}
     for mode in args.modes:
         report["modes"][mode] = time_mode(mode, args)
         print(f"{mode:>14}: {report['modes'][mode]['median_s_per_step']:.3f} s/step", flush=True)
