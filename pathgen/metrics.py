@@ -8,6 +8,7 @@ import io
 import numpy as np
 import torch
 from prdc import compute_prdc
+from prdc.prdc import compute_nearest_neighbour_distances, compute_pairwise_distance
 from scipy import linalg
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
@@ -92,6 +93,20 @@ def precision_recall_density_coverage(real: np.ndarray, generated: np.ndarray, k
         values = compute_prdc(real_features=real, fake_features=generated, nearest_k=k)
     return {name: float(values[name]) for name in ("precision", "recall", "density", "coverage")} | {
         "k": k, "images_per_set": min(len(real), len(generated))}
+
+
+def knn_membership(real: np.ndarray, generated: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Per point, the tests behind k-NN coverage and precision (as `precision_recall_density_coverage` counts
+    them, from `prdc`'s distances): for each real point, whether some generated point lies inside its k-NN
+    ball; for each generated point, whether it lies inside some real point's ball. Their means are coverage
+    and precision; split by a property of the tiles, they say where a set falls short."""
+    real, generated = np.asarray(real, np.float32), np.asarray(generated, np.float32)
+    if real.ndim != 2 or generated.ndim != 2 or real.shape[1] != generated.shape[1] or len(real) < k + 2:
+        raise ValueError(f"expected [N, D] feature arrays of one D with N >= {k + 2} real points, got {real.shape} "
+                         f"and {generated.shape}")
+    radii = compute_nearest_neighbour_distances(real, k)
+    inside = compute_pairwise_distance(real, generated) < radii[:, None]
+    return inside.any(axis=1), inside.any(axis=0)
 
 
 def texture_energy(images: np.ndarray) -> np.ndarray:

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from pathgen.classifier import TissueClassifier
 from pathgen.generator import PixelDiffusionGenerator, UNetShape, build_noise_scheduler, build_unet
 from training import brightness_modes
 
@@ -31,3 +32,25 @@ def test_script_compares_generated_bands_with_train_and_records_how(tmp_path, fi
     assert result["command"].startswith("python -m training.brightness_modes") and result["generator"]["sha256"]
     recorded = brightness_modes.parse_args(shlex.split(result["command"])[3:])  # the recorded command runs as written
     assert recorded.tissue == "background" and recorded.count == 3
+
+
+def test_coverage_is_split_by_band_against_train_tiles(tmp_path, fixture_dir):
+    torch.manual_seed(0)
+    unet = build_unet(UNetShape(block_out_channels=(16, 32), norm_num_groups=8, attention_head_dim=8))
+    PixelDiffusionGenerator(unet, dict(build_noise_scheduler().config), bf16=False).save_pretrained(tmp_path / "gen")
+    TissueClassifier().eval().save_pretrained(tmp_path / "clf")
+    result = brightness_modes.main(brightness_modes.parse_args([
+        "--data-dir", str(fixture_dir), "--generator", str(tmp_path / "gen"), "--count", "8",
+        "--coverage-features", "classifier", "--classifier", str(tmp_path / "clf")]))
+    figures = result["coverage_by_band"]
+    assert figures["features"] == "classifier" and figures["k"] == 5 and len(figures["per_band"]) == 7
+    assert sum(row["train_tiles"] for row in figures["per_band"]) == 8
+    assert sum(row["generated_tiles"] for row in figures["per_band"]) == 8
+    # The bands' shares, weighted by their tile counts, add up to the overall figures.
+    for count, figure in (("train_tiles", "coverage"), ("generated_tiles", "precision")):
+        rows = [row for row in figures["per_band"] if row[count]]
+        assert all(0.0 <= row[figure] <= 1.0 for row in rows)
+        assert sum(row[count] * row[figure] for row in rows) / 8 == pytest.approx(figures[figure])
+        assert all(row[figure] is None for row in figures["per_band"] if not row[count])
+    with pytest.raises(SystemExit):
+        brightness_modes.parse_args(["--count", "6", "--coverage-features", "judge"])

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from pathgen.metrics import frechet_distance, precision_recall_density_coverage, texture_energy
+from pathgen.metrics import frechet_distance, knn_membership, precision_recall_density_coverage, texture_energy
 
 
 def test_frechet_distance_of_known_gaussians():
@@ -55,3 +55,17 @@ def test_prdc_shrinks_k_for_small_sets_and_refuses_bad_input():
         precision_recall_density_coverage(rng.normal(size=(2, 3)), rng.normal(size=(6, 3)))
     with pytest.raises(ValueError, match=r"\[N, D\]"):
         precision_recall_density_coverage(rng.normal(size=(6, 3)), rng.normal(size=(6, 4)))
+
+
+def test_knn_membership_counts_what_coverage_and_precision_average():
+    rng = np.random.default_rng(3)
+    real = rng.normal(size=(120, 8))
+    # Half the generated points sit on the real cloud, half far off it: only the first half can be inside a ball.
+    generated = np.concatenate([rng.normal(size=(40, 8)), rng.normal(size=(40, 8)) + 25])
+    covered, precise = knn_membership(real, generated, k=5)
+    figures = precision_recall_density_coverage(real, generated, k=5)
+    assert covered.shape == (120,) and precise.shape == (80,)
+    assert covered.mean() == pytest.approx(figures["coverage"]) and precise.mean() == pytest.approx(figures["precision"])
+    assert not precise[40:].any() and precise[:40].mean() > 0.5
+    with pytest.raises(ValueError, match="N >= 7"):
+        knn_membership(real[:6], generated)
