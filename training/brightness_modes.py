@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -73,10 +74,12 @@ def band_fractions(images: np.ndarray) -> list[float]:
 
 
 def share(flags: np.ndarray) -> float | None:
+    """The fraction of True among `flags`; None for none at all (an empty band)."""
     return float(flags.mean()) if len(flags) else None
 
 
-def coverage_by_band(reference: np.ndarray, generated: np.ndarray, features) -> dict:
+def coverage_by_band(reference: np.ndarray, generated: np.ndarray, features: Callable[[np.ndarray], np.ndarray]
+                     ) -> dict:
     """k-NN coverage of the `reference` tiles and precision of the `generated` ones, overall and per band;
     `features` maps uint8 tiles to feature vectors."""
     covered, precise = knn_membership(features(reference), features(generated), k=K)
@@ -87,7 +90,8 @@ def coverage_by_band(reference: np.ndarray, generated: np.ndarray, features) -> 
     return {"coverage": share(covered), "precision": share(precise), "per_band": per_band}
 
 
-def feature_function(args: argparse.Namespace):
+def feature_function(args: argparse.Namespace) -> Callable[[np.ndarray], np.ndarray]:
+    """The features of the model --coverage-features names: uint8 tiles -> [N, D]."""
     model = (TissueJudge if args.coverage_features == "judge" else TissueClassifier).from_pretrained(
         getattr(args, args.coverage_features))
     return model.features
