@@ -77,15 +77,24 @@ def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
     return float(((mean_a - mean_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * covmean))
 
 
-def precision_recall_density_coverage(real: np.ndarray, generated: np.ndarray, k: int = 5) -> dict:
+NEAREST_K = 5  # neighbours per k-NN ball in every realism figure
+
+
+def feature_pair(real: np.ndarray, generated: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both feature sets as float32, checked to be [N, D] arrays of one D."""
+    real, generated = np.asarray(real, np.float32), np.asarray(generated, np.float32)
+    if real.ndim != 2 or generated.ndim != 2 or real.shape[1] != generated.shape[1]:
+        raise ValueError(f"expected two [N, D] feature arrays of one D, got {real.shape} and {generated.shape}")
+    return real, generated
+
+
+def precision_recall_density_coverage(real: np.ndarray, generated: np.ndarray, k: int = NEAREST_K) -> dict:
     """k-NN precision and recall (Kynkäänniemi et al. 2019), density and coverage (Naeem et al. 2020) of
     `generated` features against the `real` ones, via the `prdc` package. Precision: share of generated points
     inside some real point's k-NN ball (fidelity); recall: share of real points inside some generated point's
     ball; coverage: share of real balls holding a generated point (variety, robust to outliers); density: mean
     count of real balls per generated point / k (1 for a second real set). k shrinks for sets under k + 2."""
-    real, generated = np.asarray(real, np.float32), np.asarray(generated, np.float32)
-    if real.ndim != 2 or generated.ndim != 2 or real.shape[1] != generated.shape[1]:
-        raise ValueError(f"expected two [N, D] feature arrays of one D, got {real.shape} and {generated.shape}")
+    real, generated = feature_pair(real, generated)
     if min(len(real), len(generated)) < 3:
         raise ValueError(f"k-NN figures need at least 3 points per set, got {len(real)} and {len(generated)}")
     k = min(k, len(real) - 2, len(generated) - 2)  # prdc needs the (k+1)-th neighbour besides the point itself
@@ -95,15 +104,14 @@ def precision_recall_density_coverage(real: np.ndarray, generated: np.ndarray, k
         "k": k, "images_per_set": min(len(real), len(generated))}
 
 
-def knn_membership(real: np.ndarray, generated: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
+def knn_membership(real: np.ndarray, generated: np.ndarray, k: int = NEAREST_K) -> tuple[np.ndarray, np.ndarray]:
     """Per point, the tests behind k-NN coverage and precision (as `precision_recall_density_coverage` counts
     them, from `prdc`'s distances): for each real point, whether some generated point lies inside its k-NN
     ball; for each generated point, whether it lies inside some real point's ball. Their means are coverage
     and precision; split by a property of the tiles, they say where a set falls short."""
-    real, generated = np.asarray(real, np.float32), np.asarray(generated, np.float32)
-    if real.ndim != 2 or generated.ndim != 2 or real.shape[1] != generated.shape[1] or len(real) < k + 2:
-        raise ValueError(f"expected [N, D] feature arrays of one D with N >= {k + 2} real points, got {real.shape} "
-                         f"and {generated.shape}")
+    real, generated = feature_pair(real, generated)
+    if len(real) < k + 2:
+        raise ValueError(f"k-NN membership needs N >= {k + 2} real points (k = {k}), got {len(real)}")
     radii = compute_nearest_neighbour_distances(real, k)
     inside = compute_pairwise_distance(real, generated) < radii[:, None]
     return inside.any(axis=1), inside.any(axis=0)

@@ -31,11 +31,10 @@ from pathgen.classifier import TissueClassifier
 from pathgen.data import add_data_arguments, load_split, resolve_class
 from pathgen.generation import PROFILES, load_generator
 from pathgen.judge import TissueJudge
-from pathgen.metrics import knn_membership
+from pathgen.metrics import NEAREST_K, knn_membership
 from training.provenance import command_line, describe_model
 
 BAND_EDGES = (0, 90, 120, 150, 180, 200, 220, 256)
-K = 5  # neighbours per k-NN ball, as evaluate_generator counts them
 REFERENCE_SEED = 0  # which train tiles are the coverage reference; apart from --seed, which draws the generated ones
 
 
@@ -56,8 +55,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--judge", default="assets/judge", help="Judge folder (from_pretrained).")
     parser.add_argument("--output", default=None, help="JSON file for the figures (optional).")
     args = parser.parse_args(argv)
-    if args.count < 1 or (args.coverage_features and args.count < K + 2):
-        parser.error(f"--count must be at least 1, and {K + 2} with --coverage-features (a k-NN ball needs k + 2 tiles).")
+    if args.count < 1 or (args.coverage_features and args.count < NEAREST_K + 2):
+        parser.error(f"--count must be at least 1, and {NEAREST_K + 2} with --coverage-features (a k-NN ball needs k + 2 tiles).")
     return args
 
 
@@ -82,7 +81,7 @@ def coverage_by_band(reference: np.ndarray, generated: np.ndarray, features: Cal
                      ) -> dict:
     """k-NN coverage of the `reference` tiles and precision of the `generated` ones, overall and per band;
     `features` maps uint8 tiles to feature vectors."""
-    covered, precise = knn_membership(features(reference), features(generated), k=K)
+    covered, precise = knn_membership(features(reference), features(generated), k=NEAREST_K)
     reference_bands, generated_bands = band_indices(reference), band_indices(generated)
     per_band = [{"train_tiles": int((reference_bands == b).sum()), "coverage": share(covered[reference_bands == b]),
                  "generated_tiles": int((generated_bands == b).sum()), "precision": share(precise[generated_bands == b])}
@@ -133,7 +132,7 @@ def main(args: argparse.Namespace) -> dict:
     if args.coverage_features:
         pick = np.random.default_rng(REFERENCE_SEED).choice(len(class_tiles), min(args.count, len(class_tiles)),
                                                              replace=False)
-        result["coverage_by_band"] = {"features": args.coverage_features, "k": K, "reference_seed": REFERENCE_SEED,
+        result["coverage_by_band"] = {"features": args.coverage_features, "k": NEAREST_K, "reference_seed": REFERENCE_SEED,
                                       **coverage_by_band(class_tiles[pick], tiles, feature_function(args))}
         print_coverage(bands, result["coverage_by_band"], args.coverage_features)
     if args.output:
