@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from pathgen.classifier import TissueClassifier
+from pathgen.data import NUM_CLASSES
 from pathgen.generation import (
     GENERATOR_CONFIG_NAME,
     MAX_IMAGES_PER_CALL,
@@ -409,3 +410,19 @@ def test_a_profile_samples_with_its_own_network_and_keeps_it_through_save_and_lo
         load_generator(tmp_path / "own")
     with pytest.raises(ValueError, match="lacks"):
         PixelDiffusionGenerator(main, config, SamplingProfiles(live, replace(bank, model="unet-bank")))
+
+
+def test_class_weights_draw_the_named_class_that_much_more_often():
+    labels = torch.arange(NUM_CLASSES).repeat_interleave(100)
+    weights = train_generator.draw_weights(labels, train_generator.parse_class_weights(["background=5"]))
+    drawn = labels[torch.multinomial(weights, 13_000, replacement=True, generator=torch.Generator().manual_seed(0))]
+    share = (drawn == 1).float().mean().item()
+    assert abs(share - 5 / 13) < 0.02  # background: 5 of the 13 equal-sized shares
+    assert train_generator.draw_weights(labels, {}) is None
+
+
+@pytest.mark.parametrize("item", ["background", "background=0", "background=-1", "background=nan", "nerve=2"])
+def test_bad_class_weights_are_refused_with_a_clear_message(item, capsys):
+    with pytest.raises(SystemExit):
+        train_generator.parse_args(["--class-weights", item])
+    assert "--class-weights: " in capsys.readouterr().err

@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from pathgen.augment import random_dihedral
 from pathgen.cpu import has_fast_bf16
-from pathgen.data import NUM_CLASSES, add_data_arguments, load_split
+from pathgen.data import NUM_CLASSES, add_data_arguments, load_split, resolve_class
 from pathgen.generation import PROFILES, SamplingProfiles, read_generator_config
 from pathgen.generator import PixelDiffusionGenerator, UNetShape, build_noise_scheduler, build_unet
 from training.noise_levels import add_noise_arguments, check_noise_arguments, loss_weights, nearest_timesteps, sample_timesteps
@@ -68,6 +68,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "--output-dir, every one to CHECKPOINT_DIR/ema-DECAY so the averaging length can be "
                              "chosen afterwards on a held-out metric.")
     add_noise_arguments(parser)
+    parser.add_argument("--class-weights", nargs="+", default=None, metavar="CLASS=WEIGHT",
+                        help="Draw training tiles of these classes WEIGHT times as often as the rest, e.g. "
+                             "background=3 (default: every tile alike).")
     parser.add_argument("--label-dropout", type=float, default=0.1, help="Fraction of labels replaced by the null class (for guidance).")
     parser.add_argument("--channels", type=int, nargs="+", default=list(UNetShape.block_out_channels),
                         help="UNet block widths, one per resolution (28, 14, 7).")
@@ -86,7 +89,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="Continue from the checkpoint in --checkpoint-dir if there is one.")
     args = parser.parse_args(argv)
     check_noise_arguments(parser, args)
+    try:
+        parse_class_weights(args.class_weights or [])
+    except ValueError as error:
+        parser.error(f"--class-weights: {error}")
     return args
+
+
+def parse_class_weights(items: list[str]) -> dict[str, float]:
+    """`["background=3"]` -> `{"background": 3.0}`, keyed by class key."""
+    weights = {}
+    for item in items:
+        name, separator, value = item.partition("=")
+        if not separator:
+            raise ValueError(f"expected CLASS=WEIGHT, not {item[:40]!r}")
+        try:
+            weight = float(value)
+        except ValueError:
+            weight = math.nan
+        if not (math.isfinite(weight) and weight > 0):
+            raise ValueError(f"{item[:40]!r} needs a positive number after '='")
+        weights[resolve_class(name).key] = weight
+    return weights
+
+
+def draw_weights(labels: torch.Tensor, class_weights: dict[str, float]) -> torch.Tensor | None:
+    """Per-tile draw weights for `torch.multinomial`, or None for uniform draws (the default, whose RNG use
+    earlier runs replay)."""
+    if not class_weights:
+        return None
+    per_class = torch.ones(NUM_CLASSES, dtype=torch.float64)
+    for key, weight in class_weights.items():
+        per_class[resolve_class(key).index] = weight
+    return per_class[labels.long()]
 
 
 def load_data(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
@@ -232,8 +267,12 @@ class TrainingState:
         self.parent = checkpoint.get("parent", self.parent)
 
 
-def train_step(state: TrainingState, train_x: torch.Tensor, train_y: torch.Tensor, scheduler, args) -> float:
-    index = torch.randint(0, len(train_x), (args.batch_size,), generator=state.generator)
+def train_step(state: TrainingState, train_x: torch.Tensor, train_y: torch.Tensor, scheduler, args,
+               tile_weights: torch.Tensor | None = None) -> float:
+    if tile_weights is None:
+        index = torch.randint(0, len(train_x), (args.batch_size,), generator=state.generator)
+    else:
+        index = torch.multinomial(tile_weights, args.batch_size, replacement=True, generator=state.generator)
     clean = random_dihedral(train_x[index].float() / 127.5 - 1, state.generator)
     labels = train_y[index].clone()
     labels[torch.rand(len(labels), generator=state.generator) < args.label_dropout] = NUM_CLASSES
@@ -294,6 +333,7 @@ def main(args: argparse.Namespace) -> None:
     checkpoint_dir = Path(args.checkpoint_dir).expanduser()
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     train_x, train_y = load_data(args)
+    tile_weights = draw_weights(train_y, parse_class_weights(args.class_weights or []))
     state = TrainingState(args)
     if args.init_from:
         adopt_architecture(args, state.unet)
@@ -314,7 +354,7 @@ def main(args: argparse.Namespace) -> None:
     state.unet.train()
     while state.step < args.max_steps:
         step_started = time.time()
-        loss = train_step(state, train_x, train_y, scheduler, args)
+        loss = train_step(state, train_x, train_y, scheduler, args, tile_weights)
         state.elapsed_s += time.time() - step_started
         running = loss if running is None else 0.98 * running + 0.02 * loss
         progress.update(1)
