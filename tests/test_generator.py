@@ -421,6 +421,16 @@ def test_class_weights_draw_the_named_class_that_much_more_often():
     assert train_generator.draw_weights(labels, {}) is None
 
 
+def test_class_weighted_training_runs_and_records_its_weights(tmp_path, fixture_dir):
+    out = tmp_path / "generator"
+    train_generator.main(train_generator.parse_args(
+        ["--data-dir", str(fixture_dir), "--output-dir", str(out), "--checkpoint-dir", str(tmp_path / "runs"),
+         "--max-steps", "1", "--warmup-steps", "1", "--class-weights", "background=3", "mucus=0.5", *TINY]))
+    record = json.loads((out / "training.json").read_text())
+    assert record["steps"] == 1 and record["args"]["class_weights"] == ["background=3", "mucus=0.5"]
+    assert "--class-weights background=3 mucus=0.5" in record["segments"][0]["command"]
+
+
 @pytest.mark.parametrize("item", ["background", "background=0", "background=-1", "background=nan", "nerve=2"])
 def test_bad_class_weights_are_refused_with_a_clear_message(item, capsys):
     with pytest.raises(SystemExit):
