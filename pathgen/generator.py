@@ -30,7 +30,7 @@ from .generation import (
     read_generator_config,
     write_generator_config,
 )
-from .guided import start_index, to_model_range
+from .guided import first_at_or_below, start_index, to_model_range
 
 BACKEND = "pixel-diffusion"
 MAIN_MODEL = "unet"  # the subfolder with the network every profile without a model of its own samples with
@@ -137,6 +137,15 @@ class ClassConditionalPipeline:
         else:
             scheduler.set_timesteps(steps)
 
+    def guided_start(self, scheduler: DPMSolverMultistepScheduler, steps: int, strength: float, solver: str) -> int:
+        """Where a start at `strength` joins `scheduler`'s timesteps: at the noise level that evenly spaced steps
+        of the same count start from (diffusers' img2img rule), so one strength means one noise level whatever
+        the spacing; Karras spacing's steps crowd the noisy end, and counting them would start far noisier."""
+        even = self.make_scheduler(solver)
+        self.set_timesteps(even, steps, "trailing")
+        level = int(even.timesteps[start_index(steps, strength) * even.order])
+        return first_at_or_below(scheduler.timesteps, level)
+
     @torch.no_grad()
     def __call__(self, class_labels: torch.Tensor, steps: int, guidance: float,
                  generator: torch.Generator | None = None, bf16: bool | None = None,
@@ -156,7 +165,7 @@ class ClassConditionalPipeline:
         sample = torch.randn((n, 3, 28, 28), generator=generator)
         timesteps = scheduler.timesteps
         if start is not None:
-            first = start_index(steps, strength) * scheduler.order
+            first = self.guided_start(scheduler, steps, strength, solver)
             timesteps = timesteps[first:]
             scheduler.set_begin_index(first)
             sample = scheduler.add_noise(start.float(), sample, timesteps[:1])

@@ -1,7 +1,8 @@
 """Few-shot guided generation (SDEdit, Meng et al. 2022): what both backends share.
 
 Each new tile starts from one of k real examples, noised to the level `strength` (a fraction of the sampling
-schedule: 1 starts from pure noise and so ignores the examples) and then denoised with the class conditioning.
+schedule, counted in evenly spaced steps whatever the profile's spacing: 1 starts from pure noise and so ignores
+the examples) and then denoised with the class conditioning.
 The stain, colour and texture scale survive the partial noising; the layout is redrawn. A backend implements
 `sample_guided_batch(class_index, starts, strength, settings, generator)`; `BatchedGenerator.generate_guided`
 checks the arguments here and does the seeding and batching.
@@ -55,6 +56,12 @@ def to_model_range(tiles: np.ndarray) -> torch.Tensor:
 def start_index(steps: int, strength: float) -> int:
     """Index of the first of `steps` timesteps that a start at `strength` runs (diffusers' img2img rule; >= 1 step)."""
     return steps - min(steps, max(1, int(steps * strength)))
+
+
+def first_at_or_below(timesteps: torch.Tensor, level: int) -> int:
+    """Index of the first timestep no noisier than `level`; the last one if none is, so at least one step runs."""
+    below = torch.nonzero(timesteps <= level).flatten()
+    return int(below[0]) if len(below) else len(timesteps) - 1
 
 
 def wrong_class_examples(probabilities: np.ndarray, class_index: int, threshold: float) -> np.ndarray:

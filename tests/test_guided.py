@@ -8,11 +8,11 @@ import torch
 from pathgen.classifier import TissueClassifier
 from pathgen.data import load_split
 from pathgen.generation import load_generator
-from pathgen.guided import start_index, starting_tiles
+from pathgen.guided import first_at_or_below, start_index, starting_tiles
 from pathgen.validation import generate_validated
 from tests.conftest import ASSETS, FIXTURE_DIR
 
-STEPS = 8  # few steps keep the test fast; the colour claim holds at the shipped 12 as well
+STEPS = 8  # few steps keep the test fast; the colour claim holds at the shipped 14 as well
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -72,6 +72,23 @@ def test_every_example_is_used_and_at_least_one_step_runs():
     starts = starting_tiles(examples, 7, torch.Generator().manual_seed(0))
     assert set(starts[:, 0, 0, 0]) == set(range(5)) and len(starts) == 7
     assert start_index(12, 1.0) == 0 and start_index(12, 0.5) == 6 and start_index(12, 0.01) == 11
+
+
+def test_a_strength_starts_at_one_noise_level_whatever_the_spacing(generator):
+    pipeline = generator.pipeline
+    for steps in (2, 8, 12, 14, 50):
+        even, karras = pipeline.make_scheduler(), pipeline.make_scheduler()
+        pipeline.set_timesteps(even, steps, "trailing")
+        pipeline.set_timesteps(karras, steps, "karras")
+        for strength in (0.05, 0.3, 0.5, 0.57, 0.8, 1.0):
+            assert pipeline.guided_start(even, steps, strength, even.config.algorithm_type) == start_index(steps, strength)
+            level = int(even.timesteps[start_index(steps, strength)])
+            first = pipeline.guided_start(karras, steps, strength, karras.config.algorithm_type)
+            if (karras.timesteps <= level).any():
+                assert karras.timesteps[first] <= level and (first == 0 or karras.timesteps[first - 1] > level)
+            else:  # two Karras steps never go below t = 991: the last one still runs
+                assert first == steps - 1
+    assert first_at_or_below(torch.tensor([999, 500, 20]), 10) == 2  # never zero steps
 
 
 @pytest.mark.parametrize("examples, strength, match", [
