@@ -96,8 +96,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def parse_class_weights(items: list[str]) -> dict[str, float]:
-    """`["background=3"]` -> `{"background": 3.0}`, keyed by class key."""
+def parse_class_weights(items: list[str]) -> dict[int, float]:
+    """`["background=3"]` -> `{1: 3.0}`, keyed by class index."""
     weights = {}
     for item in items:
         name, separator, value = item.partition("=")
@@ -109,18 +109,18 @@ def parse_class_weights(items: list[str]) -> dict[str, float]:
             weight = math.nan
         if not (math.isfinite(weight) and weight > 0):
             raise ValueError(f"{item[:40]!r} needs a positive number after '='")
-        weights[resolve_class(name).key] = weight
+        weights[resolve_class(name).index] = weight
     return weights
 
 
-def draw_weights(labels: torch.Tensor, class_weights: dict[str, float]) -> torch.Tensor | None:
+def draw_weights(labels: torch.Tensor, class_weights: dict[int, float]) -> torch.Tensor | None:
     """Per-tile draw weights for `torch.multinomial`, or None for uniform draws (the default, whose RNG use
     earlier runs replay)."""
     if not class_weights:
         return None
     per_class = torch.ones(NUM_CLASSES, dtype=torch.float64)
-    for key, weight in class_weights.items():
-        per_class[resolve_class(key).index] = weight
+    for index, weight in class_weights.items():
+        per_class[index] = weight
     return per_class[labels.long()]
 
 
