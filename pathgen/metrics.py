@@ -67,14 +67,23 @@ def classification_report(labels: np.ndarray, predictions: np.ndarray) -> dict:
 def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
     """Fréchet distance between Gaussians fitted to two feature sets (the FID formula)."""
     mean_a, mean_b = features_a.mean(axis=0), features_b.mean(axis=0)
-    cov_a = np.cov(features_a, rowvar=False)
-    cov_b = np.cov(features_b, rowvar=False)
+    # atleast_2d: np.cov of a single feature is a scalar, which sqrtm cannot take.
+    cov_a = np.atleast_2d(np.cov(features_a, rowvar=False))
+    cov_b = np.atleast_2d(np.cov(features_b, rowvar=False))
     covmean = linalg.sqrtm(cov_a @ cov_b)
     if not np.isfinite(covmean).all():
         offset = np.eye(cov_a.shape[0]) * 1e-6
         covmean = linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
     covmean = covmean.real
     return float(((mean_a - mean_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * covmean))
+
+
+def on_principal_axes(reference: np.ndarray, *others: np.ndarray, dims: int) -> tuple[np.ndarray, ...]:
+    """`reference` and `others` projected onto the first `dims` principal axes of `reference` alone, so no compared
+    set shapes the projection; with few tiles in many dimensions this keeps covariances well conditioned."""
+    mean = reference.mean(axis=0)
+    axes = np.linalg.svd(reference - mean, full_matrices=False)[2][:dims].T
+    return tuple((x - mean) @ axes for x in (reference, *others))
 
 
 NEAREST_K = 5  # neighbours per k-NN ball in every realism figure

@@ -88,3 +88,20 @@ def test_scales_measured_at_another_noise_spacing_are_not_combined_with_the_chos
     assert choose_class_guidance(results, karras_guided, RULE)["picked"]["mucus"] == 1.5
     chosen_trailing = trailing_unguided | {"guidance": 1.5}
     assert choose_class_guidance(results, chosen_trailing, RULE)["picked"]["mucus"] == 1.0
+
+
+def test_with_a_frechet_tolerance_the_scale_closest_to_train_wins_among_those_that_cover_as_much():
+    # Both scales cover adipose (0) alike; guided tiles sit twice as far from train as a whole.
+    unguided = sweep_result(1.0, 2.0, correct={}, coverage={0: 0.95})
+    guided = sweep_result(1.5, 3.0, correct={}, coverage={0: 0.96})
+    unguided["frechet_per_class"] = dict.fromkeys(CLASS_NAMES, 1.0)
+    guided["frechet_per_class"] = dict.fromkeys(CLASS_NAMES, 1.05) | {CLASS_NAMES[0]: 2.0}
+    assert choose_class_guidance([unguided, guided], guided, RULE)["picked"]["adipose"] == 1.5  # faster
+    with_frechet = RULE | {"frechet_tolerance": 0.1}
+    picked = choose_class_guidance([unguided, guided], guided, with_frechet)["picked"]
+    # Within 10% of the lowest distance the other classes keep the faster scale.
+    assert picked["adipose"] == 1.0 and picked["background"] == 1.5
+    # The distance never overrides coverage: a scale that covers less of train is out before it is read.
+    guided["coverage_per_class"][CLASS_NAMES[0]] = 0.99
+    unguided["coverage_per_class"][CLASS_NAMES[0]] = 0.90
+    assert choose_class_guidance([unguided, guided], guided, with_frechet)["picked"]["adipose"] == 1.5

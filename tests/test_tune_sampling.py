@@ -75,6 +75,23 @@ def test_coverage_figures_read_each_class_against_its_own_reference():
     assert shifted["coverage_mean"] == pytest.approx(0.0) and set(shifted["coverage_per_class"]) == set(CLASS_NAMES)
 
 
+def test_frechet_figures_read_each_class_against_its_own_reference():
+    rng = np.random.default_rng(0)
+    spread = np.array([3.0, 1.0, 1.0])  # the first axis is the principal one
+    reference = [rng.normal(c, spread, (200, 3)) for c in range(9)]
+    labels = np.repeat(np.arange(9), 200)
+    near = tune_sampling.frechet_figures(np.concatenate([rng.normal(c, spread, (200, 3)) for c in range(9)]), labels,
+                                         reference)["frechet_per_class"]
+    # Class 2 shifted by 2 along every axis: its distance gains about 3 * 2**2; the others stay near zero.
+    shifted = [rng.normal(c + (2.0 if c == 2 else 0.0), spread, (200, 3)) for c in range(9)]
+    far = tune_sampling.frechet_figures(np.concatenate(shifted), labels, reference)["frechet_per_class"]
+    assert set(far) == set(CLASS_NAMES) and max(near.values()) < 1.0
+    assert far[CLASS_NAMES[2]] == pytest.approx(12.0, abs=2.0) and far[CLASS_NAMES[3]] < 1.0
+    # On the reference's first principal axis only, the shift counts once, along that axis.
+    one_axis = tune_sampling.frechet_figures(np.concatenate(shifted), labels, reference, dims=1)["frechet_per_class"]
+    assert one_axis[CLASS_NAMES[2]] == pytest.approx(4.0, abs=1.0)
+
+
 def test_texture_figures_compare_each_class_with_its_reference():
     rng = np.random.default_rng(0)
     flat = np.full((9 * 4, 28, 28, 3), 128, dtype=np.uint8)
@@ -168,6 +185,19 @@ def test_class_guidance_choice_is_written_with_the_profile(tmp_path, fixture_dir
     assert "--steps" not in recorded and "--per-class" not in recorded and "--recall-tolerance" in recorded
     repeated = tune_sampling.main(tune_sampling.parse_args(recorded[3:]))
     assert (repeated["chosen"], repeated["rule"]) == (with_recall["chosen"], with_recall["rule"])
+    # Measured with --frechet, every class's distance to its train reference is in the sweep and the rule reads it.
+    measured = tune_sampling.main(tune_sampling.parse_args(
+        ["--generator", str(tmp_path / "gen"), "--classifier", str(tmp_path / "clf"), "--profile", "bank", "--steps",
+         "1", "--guidance", "1", "2.5", "--per-class", "3", "--coverage", "--frechet", "--frechet-reference", "4",
+         "--class-guidance", "--frechet-tolerance", "0.1", "--min-class-f1", "0", "--data-dir", str(fixture_dir),
+         "--batch-size", "3"]))
+    assert all(set(r["frechet_per_class"]) == set(CLASS_NAMES) for r in measured["results"])
+    assert measured["rule"]["frechet_tolerance"] == 0.1 and "--frechet-reference" in measured["command"].split()
+    # Fréchet distances are measured only when asked for, and read by the rule only with a tolerance.
+    assert "frechet_per_class" not in summary["results"][0] and summary["rule"]["frechet_tolerance"] is None
+    with pytest.raises(SystemExit, match="no per-class Fréchet distance"):
+        tune_sampling.main(tune_sampling.parse_args(["--results", str(tmp_path / "sweep.json"), "--coverage",
+                                                     "--frechet", "--class-guidance", "--frechet-tolerance", "0.1"]))
     # A sweep from before recall was measured is refused with the flag that measures it, not a KeyError.
     for result in summary["results"]:
         del result["recall_per_class"]
@@ -209,7 +239,10 @@ def test_results_that_are_not_a_sweep_are_refused(tmp_path, content):
                                    ["--guidance-intervals", "half"], ["--guidance-intervals", "0:1.5"],
                                    ["--recall-tolerance", "0.05"], ["--coverage", "--recall-tolerance", "0.05"],
                                    ["--coverage", "--class-guidance", "--recall-tolerance", "-0.1"],
-                                   ["--noise-spacings", "cosine"]])
+                                   ["--noise-spacings", "cosine"], ["--frechet-tolerance", "0.1"],
+                                   ["--frechet", "--frechet-tolerance", "0.1"],
+                                   ["--frechet", "--class-guidance", "--frechet-tolerance", "-1"],
+                                   ["--frechet", "--frechet-reference", "1"], ["--frechet-dims", "-1"]])
 def test_bad_flags_are_refused(flags):
     with pytest.raises(SystemExit):
         tune_sampling.parse_args(flags)

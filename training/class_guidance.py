@@ -10,8 +10,12 @@ The rule narrows each class's scales down on that class's own figures, in the or
 none does); (2) near-copies within `near_copy_tolerance` of the class's fewest; (3) relative texture error
 within `texture_tolerance` of the class's smallest (not for background, which is nearly flat); (4) k-NN
 recall of train tiles within `recall_tolerance` of the class's highest; (5) k-NN coverage of train tiles
-within `coverage_tolerance` of the class's highest; (6) agreement within `tolerance` of the class's best;
-(7) the fastest. A step whose tolerance is None is skipped. Recall comes before coverage because the two can
+within `coverage_tolerance` of the class's highest; (6) Fréchet distance to train tiles at most
+`frechet_tolerance` (a fraction) above the class's lowest; (7) agreement within `tolerance` of the class's
+best; (8) the fastest. A step whose tolerance is None is skipped. The distance is relative because its scale
+differs from class to class; it comes after coverage because coverage is read per tile neighbourhood and the
+distance over the whole class, so among scales that reach as much of train it keeps those whose tiles, taken
+together, sit closest to it. Recall comes before coverage because the two can
 part ways: stronger guidance can spread a class's tiles over more of the real tiles' neighbourhoods (coverage
 up) while more real tiles fall outside every generated tile's neighbourhood (recall down). The choice
 stands only if the combined confusion matrix keeps every class's F1 at `min_class_f1` or above; otherwise the
@@ -59,6 +63,10 @@ def choose_for_class(results: list[dict], name: str, rule: dict) -> dict:
                           rule.get("recall_tolerance"), lowest=False)
     candidates = narrowed(candidates, lambda r: r["coverage_per_class"][name],
                           rule.get("coverage_tolerance"), lowest=False)
+    if rule.get("frechet_tolerance") is not None:
+        lowest = min(r["frechet_per_class"][name] for r in candidates)
+        candidates = narrowed(candidates, lambda r: r["frechet_per_class"][name],
+                              lowest * rule["frechet_tolerance"], lowest=True)
     candidates = narrowed(candidates, lambda r: agreement(r, name), rule["tolerance"], lowest=False)
     return max(candidates, key=lambda r: r["images_per_second"])
 

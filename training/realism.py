@@ -22,6 +22,7 @@ from pathgen.data import NUM_CLASSES, TISSUE_CLASSES  # noqa: E402
 from pathgen.metrics import (  # noqa: E402
     classification_report,
     frechet_distance,
+    on_principal_axes,
     precision_recall_density_coverage,
 )
 
@@ -59,10 +60,7 @@ def split_real(val_images: np.ndarray, val_labels: np.ndarray, size: int, seed: 
 def frechet(reference: np.ndarray, real: np.ndarray, generated: np.ndarray, dims: int) -> dict:
     """FD of generated and of another real set to the same real reference set, all of one size."""
     if dims:
-        # Principal axes of the reference alone, so neither compared set shaped the projection.
-        mean = reference.mean(axis=0)
-        axes = np.linalg.svd(reference - mean, full_matrices=False)[2][:dims].T
-        reference, real, generated = ((x - mean) @ axes for x in (reference, real, generated))
+        reference, real, generated = on_principal_axes(reference, real, generated, dims=dims)
     generated_fd, real_fd = frechet_distance(generated, reference), frechet_distance(real, reference)
     return {"images_per_set": len(reference), "generated_vs_real": generated_fd, "real_vs_real": real_fd,
             "ratio": generated_fd / real_fd if real_fd > 0 else None}

@@ -34,6 +34,11 @@ guidance are not given. Guidance intervals (`SamplingDefaults.guidance_interval`
 pixel-diffusion backend only; `--solvers` (`SamplingDefaults.solver`) and `--noise-spacings`
 (`SamplingDefaults.noise_spacing`; without it, the profile's own) apply to both.
 
+With `--frechet` (needs the train split) every setting's Fréchet distance per class is measured in the
+classifier's features against `--frechet-reference` train tiles of the class (a seeded draw apart from
+coverage's); the per-class rule can then prefer the scales whose tiles lie closest to train as a whole, not only
+those that reach most of its neighbourhoods. Train and the classifier again, for the reasons above.
+
 With `--class-guidance` the chosen setting also gets a guidance scale per class (`SamplingDefaults.class_guidance`),
 picked among the `--guidance` values measured at that setting by `training.class_guidance`'s rule;
 `--recall-tolerance` adds that rule's recall step. `--results SWEEP.json` applies the rule to the figures of an
@@ -76,7 +81,13 @@ from pathgen.generation import (
 )
 from pathgen.generator import PixelDiffusionGenerator
 from pathgen.memorisation import DEFAULT_PERCENTILE, NearCopyReference
-from pathgen.metrics import classification_report, precision_recall_density_coverage, texture_energy
+from pathgen.metrics import (
+    classification_report,
+    frechet_distance,
+    on_principal_axes,
+    precision_recall_density_coverage,
+    texture_energy,
+)
 from pathgen.validation import generate_unfiltered
 from training.class_guidance import ROUNDING, choose_class_guidance, narrowed
 from training.provenance import command_line
@@ -86,7 +97,8 @@ TUNING_STREAM = 2  # evaluate_generator draws from streams 0 (unfiltered) and 1 
 # command, recorded beside ours, says that.
 MEASURING_FLAGS = ("classifier", "steps", "guidance", "guidance_intervals", "solvers", "noise_spacings",
                    "discriminator_guidance",
-                   "per_class", "batch_size", "near_copy_percentile", "data_dir", "download", "seed", "threads")
+                   "per_class", "batch_size", "near_copy_percentile", "frechet_reference", "frechet_dims", "data_dir", "download", "seed",
+                   "threads")
 
 
 class Setting(NamedTuple):
@@ -178,7 +190,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="With --coverage and --class-guidance, a class's scale stays in the running if the class's "
                              "k-NN recall of train tiles is at most this far below its highest (default: recall is "
                              "not a step of the per-class rule).")
-    add_data_arguments(parser)  # the splits for --near-copies, --texture and --coverage
+    parser.add_argument("--frechet", action=argparse.BooleanOptionalAction, default=False,
+                        help="Also measure each setting's Fréchet distance per class to train tiles (classifier "
+                             "features; reads the train split from --data-dir).")
+    parser.add_argument("--frechet-reference", type=int, default=1000,
+                        help="With --frechet, train tiles per class in the reference the distances are measured to.")
+    parser.add_argument("--frechet-dims", type=int, default=64,
+                        help="With --frechet, measure on the reference's first this many principal axes (0: all 512 "
+                             "features; a class's few hundred tiles cannot fill 512 dimensions).")
+    parser.add_argument("--frechet-tolerance", type=float, default=None,
+                        help="With --frechet and --class-guidance, a class's scale stays in the running if its Fréchet "
+                             "distance is at most this fraction above the class's lowest (0.1: within 10%%; default: "
+                             "the distance is not a step of the per-class rule).")
+    add_data_arguments(parser)  # the splits for --near-copies, --texture, --coverage and --frechet
     parser.add_argument("--seed", type=int, default=0, help="Seed for generation.")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
     parser.add_argument("--output", default=None, help="Optional JSON file for every setting's figures and the choice.")
@@ -197,6 +221,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--batch-size must be 1..{MAX_IMAGES_PER_CALL} and --per-class at least 1.")
     if args.recall_tolerance is not None and not (args.recall_tolerance >= 0 and args.coverage and args.class_guidance):
         parser.error("--recall-tolerance must be 0 or more, and needs --coverage and --class-guidance.")
+    if args.frechet_tolerance is not None and not (args.frechet_tolerance >= 0 and args.frechet and args.class_guidance):
+        parser.error("--frechet-tolerance must be 0 or more, and needs --frechet and --class-guidance.")
+    if args.frechet_reference < 2 or args.frechet_dims < 0:
+        parser.error("--frechet-reference must be at least 2 tiles per class and --frechet-dims 0 or more.")
     return args
 
 
@@ -219,8 +247,8 @@ def texture_figures(images: np.ndarray, labels: np.ndarray, real_medians: np.nda
             "texture_error_worst": float(errors[tissue].max())}
 
 
-def train_coverage_reference(classifier: TissueClassifier, data_dir: str | None, per_class: int, seed: int,
-                             download: bool = False) -> list[np.ndarray]:
+def train_feature_reference(classifier: TissueClassifier, data_dir: str | None, per_class: int, seed: int,
+                            download: bool = False) -> list[np.ndarray]:
     """Classifier features of `per_class` train tiles of each class (a seeded draw), one array per class."""
     images, labels = load_split("train", data_dir, download)
     picks = per_class_indices(labels, per_class, seed)
@@ -238,10 +266,22 @@ def coverage_figures(features: np.ndarray, labels: np.ndarray, reference: list[n
             "recall_per_class": {name: f["recall"] for name, f in figures.items()}}
 
 
+def frechet_figures(features: np.ndarray, labels: np.ndarray, reference: list[np.ndarray], dims: int = 0) -> dict:
+    """Fréchet distance of each class's generated features to that class's reference features, on the reference's
+    first `dims` principal axes (0: every feature)."""
+    distances = {}
+    for c, name in enumerate(CLASS_NAMES):
+        pair = (reference[c], features[labels == c])
+        projected = on_principal_axes(*pair, dims=dims) if dims else pair
+        distances[name] = frechet_distance(projected[1], projected[0])
+    return {"frechet_per_class": distances}
+
+
 def measure_setting(generator, classifier: TissueClassifier, setting: Setting,
                     args: argparse.Namespace, reference: NearCopyReference | None = None,
                     texture_reference: np.ndarray | None = None,
-                    coverage_reference: list[np.ndarray] | None = None) -> dict:
+                    coverage_reference: list[np.ndarray] | None = None,
+                    frechet_reference: list[np.ndarray] | None = None) -> dict:
     steps, guidance, interval, solver, noise_spacing, discriminator_guidance = setting
     bounds = interval_bounds(interval)
     profile = generator.profiles.get(args.profile)
@@ -274,8 +314,12 @@ def measure_setting(generator, classifier: TissueClassifier, setting: Setting,
                                                   for c, name in enumerate(CLASS_NAMES)}
     if texture_reference is not None:
         result |= texture_figures(images, labels, texture_reference)
+    features = (classifier.features(images) if coverage_reference is not None or frechet_reference is not None
+                else None)
     if coverage_reference is not None:
-        result |= coverage_figures(classifier.features(images), labels, coverage_reference)
+        result |= coverage_figures(features, labels, coverage_reference)
+    if frechet_reference is not None:
+        result |= frechet_figures(features, labels, frechet_reference, args.frechet_dims)
     return result
 
 
@@ -335,13 +379,16 @@ def measure_all(args: argparse.Namespace, generator, classifier: TissueClassifie
     """Every distinct setting's figures, with the references its flags ask for read once."""
     reference = NearCopyReference.load(args.data_dir, args.near_copy_percentile, args.download) if args.near_copies else None
     texture_reference = train_texture_medians(args.data_dir, args.download) if args.texture else None
-    coverage_reference = (train_coverage_reference(classifier, args.data_dir, args.per_class, args.seed, args.download)
+    coverage_reference = (train_feature_reference(classifier, args.data_dir, args.per_class, args.seed, args.download)
                           if args.coverage else None)
+    # A draw of its own, so the two references do not share tiles by construction.
+    frechet_reference = (train_feature_reference(classifier, args.data_dir, args.frechet_reference, args.seed + 1,
+                                                 args.download) if args.frechet else None)
     generator.generate(0, 2, steps=2, seed=0)  # warm-up: the first call pays for oneDNN kernel selection
     results = []
     for setting in distinct_settings(args):
         results.append(measure_setting(generator, classifier, setting, args, reference, texture_reference,
-                                       coverage_reference))
+                                       coverage_reference, frechet_reference))
         print(setting_line(results[-1]), flush=True)
     return results
 
@@ -386,12 +433,16 @@ def main(args: argparse.Namespace) -> dict:
     if args.recall_tolerance is not None and not all("recall_per_class" in r for r in results):
         raise SystemExit(f"--recall-tolerance: the sweep in {args.results} has no per-class recall; measure it again "
                          "with --coverage.")
+    if args.frechet_tolerance is not None and not all("frechet_per_class" in r for r in results):
+        raise SystemExit(f"--frechet-tolerance: the sweep in {args.results} has no per-class Fréchet distance; measure "
+                         "it again with --frechet.")
     rule = {"min_class_f1": args.min_class_f1, "tolerance": args.tolerance,
             "near_copy_tolerance": args.near_copy_tolerance if args.near_copies else None,
             "texture_tolerance": args.texture_tolerance if args.texture else None,
             "coverage_tolerance": args.coverage_tolerance if args.coverage else None}
     chosen = choose(results, **rule)
     rule["recall_tolerance"] = args.recall_tolerance
+    rule["frechet_tolerance"] = args.frechet_tolerance
     print(f"chosen: steps {chosen['steps']}, guidance {chosen['guidance']}, interval {chosen['guidance_interval']}, "
           f"solver {chosen['solver']}, noise spacing {chosen.get('noise_spacing')}, "
           f"discriminator guidance {chosen['discriminator_guidance']} "
