@@ -97,8 +97,8 @@ TUNING_STREAM = 2  # evaluate_generator draws from streams 0 (unfiltered) and 1 
 # command, recorded beside ours, says that.
 MEASURING_FLAGS = ("classifier", "steps", "guidance", "guidance_intervals", "solvers", "noise_spacings",
                    "discriminator_guidance",
-                   "per_class", "batch_size", "near_copy_percentile", "frechet_reference", "frechet_dims", "data_dir", "download", "seed",
-                   "threads")
+                   "per_class", "batch_size", "near_copy_percentile", "frechet_reference", "frechet_dims",
+                   "data_dir", "download", "seed", "threads")
 
 
 class Setting(NamedTuple):
