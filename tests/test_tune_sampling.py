@@ -242,7 +242,8 @@ def test_results_that_are_not_a_sweep_are_refused(tmp_path, content):
                                    ["--noise-spacings", "cosine"], ["--frechet-tolerance", "0.1"],
                                    ["--frechet", "--frechet-tolerance", "0.1"],
                                    ["--frechet", "--class-guidance", "--frechet-tolerance", "-1"],
-                                   ["--frechet", "--frechet-reference", "1"], ["--frechet-dims", "-1"]])
+                                   ["--frechet", "--frechet-reference", "1"], ["--frechet-dims", "-1"],
+                                   ["--frechet", "--per-class", "1"]])
 def test_bad_flags_are_refused(flags):
     with pytest.raises(SystemExit):
         tune_sampling.parse_args(flags)

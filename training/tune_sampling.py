@@ -223,8 +223,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--recall-tolerance must be 0 or more, and needs --coverage and --class-guidance.")
     if args.frechet_tolerance is not None and not (args.frechet_tolerance >= 0 and args.frechet and args.class_guidance):
         parser.error("--frechet-tolerance must be 0 or more, and needs --frechet and --class-guidance.")
-    if args.frechet_reference < 2 or args.frechet_dims < 0:
-        parser.error("--frechet-reference must be at least 2 tiles per class and --frechet-dims 0 or more.")
+    if args.frechet_reference < 2 or args.frechet_dims < 0 or (args.frechet and args.per_class < 2):
+        parser.error("--frechet needs --per-class and --frechet-reference of at least 2 tiles (a covariance), and "
+                     "--frechet-dims 0 or more.")
     return args
 
 
