@@ -64,7 +64,9 @@ def choose_for_class(results: list[dict], name: str, rule: dict) -> dict:
     candidates = narrowed(candidates, lambda r: r["coverage_per_class"][name],
                           rule.get("coverage_tolerance"), lowest=False)
     if rule.get("frechet_tolerance") is not None:
-        lowest = min(r["frechet_per_class"][name] for r in candidates)
+        # A distance from sqrtm can come out a hair below zero for near-identical sets; a negative margin would
+        # drop every candidate, the lowest included.
+        lowest = max(min(r["frechet_per_class"][name] for r in candidates), 0.0)
         candidates = narrowed(candidates, lambda r: r["frechet_per_class"][name],
                               lowest * rule["frechet_tolerance"], lowest=True)
     candidates = narrowed(candidates, lambda r: agreement(r, name), rule["tolerance"], lowest=False)
