@@ -101,10 +101,10 @@ def test_with_a_frechet_tolerance_the_scale_closest_to_train_wins_among_those_th
     picked = choose_class_guidance([unguided, guided], guided, with_frechet)["picked"]
     # Within 10% of the lowest distance the other classes keep the faster scale.
     assert picked["adipose"] == 1.0 and picked["background"] == 1.5
-    # The distance never overrides coverage: a scale that covers less of train is out before it is read.
     # A distance a hair below zero (sqrtm rounding) still leaves a scale to pick.
     unguided["frechet_per_class"][CLASS_NAMES[1]] = -1e-7
     assert choose_class_guidance([unguided, guided], guided, with_frechet)["picked"]["background"] == 1.0
+    # The distance never overrides coverage: a scale that covers less of train is out before it is read.
     guided["coverage_per_class"][CLASS_NAMES[0]] = 0.99
     unguided["coverage_per_class"][CLASS_NAMES[0]] = 0.90
     assert choose_class_guidance([unguided, guided], guided, with_frechet)["picked"]["adipose"] == 1.5
