@@ -174,7 +174,7 @@ def test_class_guidance_choice_is_written_with_the_profile(tmp_path, fixture_dir
     again = tune_sampling.main(tune_sampling.parse_args(["--results", str(tmp_path / "sweep.json"), "--coverage",
                                                          "--class-guidance", "--min-class-f1", "0"]))
     assert again["chosen"] == summary["chosen"]
-    assert again["results_from"] == {"path": str(tmp_path / "sweep.json"), "command": summary["command"]}
+    assert again["results_from"] == [{"path": str(tmp_path / "sweep.json"), "command": summary["command"]}]
     assert summary["rule"]["recall_tolerance"] is None
     with_recall = tune_sampling.main(tune_sampling.parse_args(["--results", str(tmp_path / "sweep.json"), "--coverage",
                                                                "--class-guidance", "--min-class-f1", "0",
@@ -224,6 +224,38 @@ def test_noise_spacings_are_swept_and_the_chosen_one_is_written(tmp_path, fixtur
                                                         str(tmp_path / "clf"), "--profile", "live", "--steps", "2",
                                                         "--guidance", "1", "--per-class", "1"]))
     assert [r["noise_spacing"] for r in kept["results"]] == [load_generator(tmp_path / "gen").profiles.live.noise_spacing]
+
+
+def test_sweeps_at_different_seeds_are_pooled_and_others_refused(tmp_path, fixture_dir):
+    save_tiny_models(tmp_path)
+    sweep = ["--generator", str(tmp_path / "gen"), "--classifier", str(tmp_path / "clf"), "--profile", "bank",
+             "--steps", "1", "--guidance", "1", "2.5", "--per-class", "3", "--coverage", "--data-dir", str(fixture_dir),
+             "--batch-size", "3"]
+    paths = []
+    for seed, per_class in ((0, 3), (1, 3), (0, 3), (2, 4)):
+        paths.append(str(tmp_path / f"sweep-{len(paths)}.json"))
+        flags = sweep[:sweep.index("--per-class") + 1] + [str(per_class)] + sweep[sweep.index("--per-class") + 2:]
+        measured = tune_sampling.main(tune_sampling.parse_args([*flags, "--seed", str(seed), "--output", paths[-1]]))
+        assert measured["generator"]["path"] == str(tmp_path / "gen") and measured["generator"]["sha256"]
+    choosing = ["--coverage", "--class-guidance", "--min-class-f1", "0"]
+    pooled = tune_sampling.main(tune_sampling.parse_args(["--results", *paths[:2], *choosing]))
+    assert [p["path"] for p in pooled["results_from"]] == paths[:2]
+    assert all([sum(row) for row in r["predicted_counts_per_class"].values()] == [6] * 9 for r in pooled["results"])
+    assert set(pooled["between_sweep_spread"]) == {"coverage_per_class", "recall_per_class"}
+    assert len(pooled["per_class_choice"]["picked"]) == 9
+    with pytest.raises(SystemExit, match="share a seed"):
+        tune_sampling.main(tune_sampling.parse_args(["--results", paths[0], paths[2], *choosing]))
+    with pytest.raises(SystemExit, match="differ in --per-class"):
+        tune_sampling.main(tune_sampling.parse_args(["--results", paths[0], paths[3], *choosing]))
+    # A choice written by --results is not a sweep to pool: its figures may already be pooled.
+    (tmp_path / "choice.json").write_text(json.dumps(pooled))
+    with pytest.raises(SystemExit, match="pool the sweeps it read"):
+        tune_sampling.main(tune_sampling.parse_args(["--results", paths[0], str(tmp_path / "choice.json"), *choosing]))
+    retrained = json.loads((tmp_path / "sweep-1.json").read_text())
+    retrained["generator"]["sha256"] = {name: "0" * 64 for name in retrained["generator"]["sha256"]}
+    (tmp_path / "retrained.json").write_text(json.dumps(retrained))
+    with pytest.raises(SystemExit, match="different generator weights"):
+        tune_sampling.main(tune_sampling.parse_args(["--results", paths[0], str(tmp_path / "retrained.json"), *choosing]))
 
 
 @pytest.mark.parametrize("content", ["{not json", json.dumps({"results": []}), json.dumps({"chosen": {}})])

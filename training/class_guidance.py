@@ -73,14 +73,20 @@ def choose_for_class(results: list[dict], name: str, rule: dict) -> dict:
     return max(candidates, key=lambda r: r["images_per_second"])
 
 
-def combined_figures(picks: dict[str, dict]) -> dict:
-    """The sweep's figures for tiles of each class taken from that class's pick (class name -> result)."""
+def report_from_counts(rows: dict[str, list[int]]) -> dict:
+    """`classification_report` of the tiles behind confusion rows (class name -> how each class's tiles were
+    labelled)."""
     labels, predictions = [], []
     for c, name in enumerate(CLASS_NAMES):
-        for predicted, count in enumerate(picks[name]["predicted_counts_per_class"][name]):
+        for predicted, count in enumerate(rows[name]):
             labels += [c] * count
             predictions += [predicted] * count
-    report = classification_report(np.array(labels), np.array(predictions))
+    return classification_report(np.array(labels), np.array(predictions))
+
+
+def combined_figures(picks: dict[str, dict]) -> dict:
+    """The sweep's figures for tiles of each class taken from that class's pick (class name -> result)."""
+    report = report_from_counts({name: picks[name]["predicted_counts_per_class"][name] for name in CLASS_NAMES})
     per_class_f1 = {name: figures["f1"] for name, figures in report["per_class"].items()}
     figures = {"macro_f1": report["macro_f1"], "min_class_f1": min(per_class_f1.values()),
                "per_class_f1": per_class_f1}

@@ -41,14 +41,17 @@ those that reach most of its neighbourhoods. Train and the classifier again, for
 
 With `--class-guidance` the chosen setting also gets a guidance scale per class (`SamplingDefaults.class_guidance`),
 picked among the `--guidance` values measured at that setting by `training.class_guidance`'s rule;
-`--recall-tolerance` adds that rule's recall step. `--results SWEEP.json` applies the rule to the figures of an
-earlier run instead of measuring again.
+`--recall-tolerance` and `--frechet-tolerance` add that rule's recall and distance steps. `--results SWEEP.json`
+applies the rule to the figures of an earlier run instead of measuring again; several sweeps of the same generator
+and settings at different seeds are pooled first (`training.sweep_pooling`), and the spread of their figures
+between seeds is printed, so tolerances can be set above it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import time
 from dataclasses import fields, replace
 from pathlib import Path
@@ -90,7 +93,8 @@ from pathgen.metrics import (
 )
 from pathgen.validation import generate_unfiltered
 from training.class_guidance import ROUNDING, choose_class_guidance, narrowed
-from training.provenance import command_line
+from training.provenance import command_line, describe_model
+from training.sweep_pooling import between_sweep_spread, pooled_results
 
 TUNING_STREAM = 2  # evaluate_generator draws from streams 0 (unfiltered) and 1 (validated)
 # With --results nothing is measured, so these flags would only misstate what the earlier sweep did; its own
@@ -99,6 +103,9 @@ MEASURING_FLAGS = ("classifier", "steps", "guidance", "guidance_intervals", "sol
                    "discriminator_guidance",
                    "per_class", "batch_size", "near_copy_percentile", "frechet_reference", "frechet_dims",
                    "data_dir", "download", "seed", "threads")
+# Pooled sweeps must agree on these; their settings and figures are checked by training.sweep_pooling.
+SAME_MEASUREMENT = ("generator", "classifier", "profile", "per_class", "near_copy_percentile", "frechet_reference",
+                    "frechet_dims")
 
 
 class Setting(NamedTuple):
@@ -210,10 +217,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="After choosing one setting, also choose a guidance scale per class among the --guidance "
                              "values measured at that setting (training.class_guidance's rule), kept only if every "
                              "class's F1 stays at --min-class-f1.")
-    parser.add_argument("--results", default=None,
+    parser.add_argument("--results", nargs="+", default=None,
                         help="Choose from the settings measured by an earlier run (its --output JSON) instead of "
                              "measuring; the rule flags (--near-copies, --texture, --coverage, tolerances) still "
-                             "say which figures the rule uses.")
+                             "say which figures the rule uses. Several sweeps of the same generator and settings at "
+                             "different --seed values are pooled (training.sweep_pooling) and their spread printed.")
     parser.add_argument("--write-defaults", action=argparse.BooleanOptionalAction, default=False,
                         help="Store the chosen steps, guidance and interval in the generator's generator_config.json.")
     args = parser.parse_args(argv)
@@ -406,6 +414,46 @@ def earlier_sweep(path: str) -> dict:
     return earlier
 
 
+def measured_with(path: str, earlier: dict) -> argparse.Namespace:
+    """The flags a sweep was measured with, read back from its recorded command."""
+    if earlier.get("results_from") is not None:
+        raise SystemExit(f"--results {path}: it chose from earlier sweeps rather than measuring; pool the sweeps it "
+                         "read instead.")
+    try:
+        words = shlex.split(earlier["command"])
+        return parse_args(words[words.index("training.tune_sampling") + 1:])
+    except (KeyError, TypeError, ValueError, SystemExit) as error:
+        raise SystemExit(f"--results {path}: its recorded command cannot be read back ({error!r}).") from error
+
+
+def pooled_sweeps(paths: list[str], sweeps: list[dict]) -> tuple[list[dict], dict]:
+    """The sweeps' figures pooled per setting and their spread; refused unless the sweeps measured the same
+    generator, classifier and settings at different seeds."""
+    flags = [measured_with(path, sweep) for path, sweep in zip(paths, sweeps, strict=True)]
+    seeds = [f.seed for f in flags]
+    if len(set(seeds)) < len(seeds):
+        raise SystemExit(f"--results: the sweeps share a seed ({seeds}); pooling a sweep with its own repeat would "
+                         "only count the same tiles twice.")
+    for name in SAME_MEASUREMENT:
+        if len({json.dumps(getattr(f, name)) for f in flags}) > 1:
+            raise SystemExit(f"--results: the sweeps differ in --{name.replace('_', '-')}; only sweeps that differ "
+                             "in --seed can be pooled.")
+    weights = [{f: h for f, h in s["generator"]["sha256"].items() if f != GENERATOR_CONFIG_NAME}
+               for s in sweeps if "generator" in s]
+    if any(w != weights[0] for w in weights[1:]):
+        raise SystemExit("--results: the sweeps were measured on different generator weights.")
+    try:
+        return pooled_results([s["results"] for s in sweeps]), between_sweep_spread([s["results"] for s in sweeps])
+    except ValueError as error:
+        raise SystemExit(f"--results: these sweeps cannot be pooled: {error}.") from error
+
+
+def spread_line(figure: str, spread: dict) -> str:
+    unit = " (relative to the mean)" if spread["relative"] else ""
+    return (f"between sweeps, {figure}: standard deviation {spread['sd']:.3f}{unit}, largest "
+            f"{spread['largest_sd']:.3f}; standard error of the pooled mean {spread['pooled_standard_error']:.3f}")
+
+
 def measure(args: argparse.Namespace) -> list[dict]:
     """Every setting's figures, measured now."""
     generator = load_generator(args.generator)
@@ -425,17 +473,30 @@ def recorded_command(args: argparse.Namespace) -> str:
     return command_line("training.tune_sampling", argparse.Namespace(**choosing))
 
 
+def chosen_from(args: argparse.Namespace, earlier: list[dict]) -> tuple[list[dict], dict | None]:
+    """The figures to choose from: measured now, one earlier sweep's, or several sweeps pooled (with their spread)."""
+    if not earlier:
+        return measure(args), None
+    if len(earlier) == 1:
+        return earlier[0]["results"], None
+    results, spread = pooled_sweeps(args.results, earlier)
+    for figure, figure_spread in spread.items():
+        print(spread_line(figure, figure_spread))
+    return results, spread
+
+
 def main(args: argparse.Namespace) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
-    # With --results the earlier sweep's own flags say what was measured; its command is recorded beside ours.
-    earlier = earlier_sweep(args.results) if args.results else None
-    results = earlier["results"] if earlier else measure(args)
+    # With --results the earlier sweeps' own flags say what was measured; their commands are recorded beside ours.
+    earlier = [earlier_sweep(path) for path in args.results] if args.results else []
+    results, spread = chosen_from(args, earlier)
+    sources = " ".join(args.results or [])
     if args.recall_tolerance is not None and not all("recall_per_class" in r for r in results):
-        raise SystemExit(f"--recall-tolerance: the sweep in {args.results} has no per-class recall; measure it again "
+        raise SystemExit(f"--recall-tolerance: the sweeps in {sources} have no per-class recall; measure again "
                          "with --coverage.")
     if args.frechet_tolerance is not None and not all("frechet_per_class" in r for r in results):
-        raise SystemExit(f"--frechet-tolerance: the sweep in {args.results} has no per-class Fréchet distance; measure "
+        raise SystemExit(f"--frechet-tolerance: the sweeps in {sources} have no per-class Fréchet distance; measure "
                          "it again with --frechet.")
     rule = {"min_class_f1": args.min_class_f1, "tolerance": args.tolerance,
             "near_copy_tolerance": args.near_copy_tolerance if args.near_copies else None,
@@ -450,8 +511,14 @@ def main(args: argparse.Namespace) -> dict:
           "(the rule in this script's docstring)")
     chosen = {field.name: chosen[field.name] for field in fields(SamplingDefaults) if field.name in chosen}
     summary = {"command": recorded_command(args),
-               "results_from": {"path": args.results, "command": earlier.get("command")} if earlier else None,
+               "results_from": [{"path": path, "command": sweep.get("command")}
+                                for path, sweep in zip(args.results, earlier, strict=True)] if earlier else None,
                "threads": torch.get_num_threads(), "results": results, "rule": rule, "chosen": chosen}
+    if spread is not None:
+        summary["between_sweep_spread"] = spread
+    if not earlier:
+        summary["generator"] = describe_model(args.generator)
+        summary["classifier"] = describe_model(args.classifier)
     if args.class_guidance:
         summary["per_class_choice"] = choose_class_guidance(results, chosen, rule)
         chosen["class_guidance"] = summary["per_class_choice"]["class_guidance"]
