@@ -237,6 +237,7 @@ def test_sweeps_at_different_seeds_are_pooled_and_others_refused(tmp_path, fixtu
         flags = sweep[:sweep.index("--per-class") + 1] + [str(per_class)] + sweep[sweep.index("--per-class") + 2:]
         measured = tune_sampling.main(tune_sampling.parse_args([*flags, "--seed", str(seed), "--output", paths[-1]]))
         assert measured["generator"]["path"] == str(tmp_path / "gen") and measured["generator"]["sha256"]
+        assert measured["environment"]["torch"] == torch.__version__
     choosing = ["--coverage", "--class-guidance", "--min-class-f1", "0"]
     pooled = tune_sampling.main(tune_sampling.parse_args(["--results", *paths[:2], *choosing]))
     assert [p["path"] for p in pooled["results_from"]] == paths[:2]

@@ -517,8 +517,10 @@ def main(args: argparse.Namespace) -> dict:
     if spread is not None:
         summary["between_sweep_spread"] = spread
     if not earlier:
+        # What a sweep cannot repeat without: the exact models, and the torch build and kernels that drew its tiles.
         summary["generator"] = describe_model(args.generator)
         summary["classifier"] = describe_model(args.classifier)
+        summary["environment"] = {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability()}
     if args.class_guidance:
         summary["per_class_choice"] = choose_class_guidance(results, chosen, rule)
         chosen["class_guidance"] = summary["per_class_choice"]["class_guidance"]
