@@ -229,13 +229,12 @@ def test_noise_spacings_are_swept_and_the_chosen_one_is_written(tmp_path, fixtur
 def test_sweeps_at_different_seeds_are_pooled_and_others_refused(tmp_path, fixture_dir):
     save_tiny_models(tmp_path)
     sweep = ["--generator", str(tmp_path / "gen"), "--classifier", str(tmp_path / "clf"), "--profile", "bank",
-             "--steps", "1", "--guidance", "1", "2.5", "--per-class", "3", "--coverage", "--data-dir", str(fixture_dir),
-             "--batch-size", "3"]
+             "--steps", "1", "--guidance", "1", "2.5", "--coverage", "--data-dir", str(fixture_dir), "--batch-size", "3"]
     paths = []
     for seed, per_class in ((0, 3), (1, 3), (0, 3), (2, 4)):
         paths.append(str(tmp_path / f"sweep-{len(paths)}.json"))
-        flags = sweep[:sweep.index("--per-class") + 1] + [str(per_class)] + sweep[sweep.index("--per-class") + 2:]
-        measured = tune_sampling.main(tune_sampling.parse_args([*flags, "--seed", str(seed), "--output", paths[-1]]))
+        measured = tune_sampling.main(tune_sampling.parse_args(
+            [*sweep, "--per-class", str(per_class), "--seed", str(seed), "--output", paths[-1]]))
         assert measured["generator"]["path"] == str(tmp_path / "gen") and measured["generator"]["sha256"]
         assert measured["environment"]["torch"] == torch.__version__
     choosing = ["--coverage", "--class-guidance", "--min-class-f1", "0"]
