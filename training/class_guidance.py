@@ -73,23 +73,22 @@ def choose_for_class(results: list[dict], name: str, rule: dict) -> dict:
     return max(candidates, key=lambda r: r["images_per_second"])
 
 
-def report_from_counts(rows: dict[str, list[int]]) -> dict:
-    """`classification_report` of the tiles behind confusion rows (class name -> how each class's tiles were
-    labelled)."""
+def f1_from_counts(rows: dict[str, list[int]]) -> dict:
+    """Macro-F1, the weakest class's F1 and every class's F1 of the tiles behind confusion rows (class name -> how
+    each class's tiles were labelled)."""
     labels, predictions = [], []
     for c, name in enumerate(CLASS_NAMES):
         for predicted, count in enumerate(rows[name]):
             labels += [c] * count
             predictions += [predicted] * count
-    return classification_report(np.array(labels), np.array(predictions))
+    report = classification_report(np.array(labels), np.array(predictions))
+    per_class_f1 = {name: figures["f1"] for name, figures in report["per_class"].items()}
+    return {"macro_f1": report["macro_f1"], "min_class_f1": min(per_class_f1.values()), "per_class_f1": per_class_f1}
 
 
 def combined_figures(picks: dict[str, dict]) -> dict:
     """The sweep's figures for tiles of each class taken from that class's pick (class name -> result)."""
-    report = report_from_counts({name: picks[name]["predicted_counts_per_class"][name] for name in CLASS_NAMES})
-    per_class_f1 = {name: figures["f1"] for name, figures in report["per_class"].items()}
-    figures = {"macro_f1": report["macro_f1"], "min_class_f1": min(per_class_f1.values()),
-               "per_class_f1": per_class_f1}
+    figures = f1_from_counts({name: picks[name]["predicted_counts_per_class"][name] for name in CLASS_NAMES})
     for key, summary in (("near_copy_fraction_per_class", "near_copy_fraction"),
                          ("coverage_per_class", "coverage_mean")):
         if all(key in r for r in picks.values()):

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from pathgen.data import CLASS_NAMES, TISSUE_CLASSES
-from training.class_guidance import report_from_counts
+from pathgen.data import CLASS_NAMES
+from training.class_guidance import BACKGROUND, SAME_SETTING, f1_from_counts
 
-SETTING_KEYS = ("steps", "guidance", "guidance_interval", "solver", "noise_spacing", "discriminator_guidance")
+SETTING_KEYS = ("guidance", *SAME_SETTING)
 COUNTS = "predicted_counts_per_class"
 # Per-class figures whose spread between sweeps is worth printing: the ones the per-class rule reads.
 SPREAD_FIGURES = ("coverage_per_class", "recall_per_class", "frechet_per_class", "near_copy_fraction_per_class",
@@ -46,7 +46,7 @@ def pooled_setting(group: list[dict]) -> dict:
     first = group[0]
     pooled = {k: first[k] for k in SETTING_KEYS if k in first}
     for key, value in first.items():
-        if key in pooled or key == "per_class_f1":
+        if key in pooled or key == "per_class_f1":  # F1 is recomputed from the summed counts below
             continue
         if key == COUNTS:
             pooled[key] = {name: np.sum([r[key][name] for r in group], axis=0).astype(int).tolist() for name in value}
@@ -54,13 +54,10 @@ def pooled_setting(group: list[dict]) -> dict:
             pooled[key] = {name: float(np.mean([r[key][name] for r in group])) for name in value}
         elif isinstance(value, int | float):
             pooled[key] = float(np.mean([r[key] for r in group]))
-    report = report_from_counts(pooled[COUNTS])
-    pooled["per_class_f1"] = {name: figures["f1"] for name, figures in report["per_class"].items()}
-    pooled["macro_f1"] = report["macro_f1"]
-    pooled["min_class_f1"] = min(pooled["per_class_f1"].values())
+    pooled |= f1_from_counts(pooled[COUNTS])
     if "texture_error_per_class" in pooled:
-        tissue = [t.name for t in TISSUE_CLASSES if t.key != "background"]
-        pooled["texture_error_worst"] = max(pooled["texture_error_per_class"][name] for name in tissue)
+        pooled["texture_error_worst"] = max(error for name, error in pooled["texture_error_per_class"].items()
+                                            if name != BACKGROUND)
     return pooled
 
 
