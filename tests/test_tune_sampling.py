@@ -175,6 +175,17 @@ def test_class_guidance_choice_is_written_with_the_profile(tmp_path, fixture_dir
                                                          "--class-guidance", "--min-class-f1", "0"]))
     assert again["chosen"] == summary["chosen"]
     assert again["results_from"] == [{"path": str(tmp_path / "sweep.json"), "command": summary["command"]}]
+    # The choice belongs to the profile the sweep measured: written there without --profile, refused with another.
+    live_before = load_generator(tmp_path / "gen").profiles.live
+    tune_sampling.main(tune_sampling.parse_args(["--results", str(tmp_path / "sweep.json"), "--coverage",
+                                                 "--class-guidance", "--min-class-f1", "0", "--generator",
+                                                 str(tmp_path / "gen"), "--write-defaults"]))
+    rewritten = load_generator(tmp_path / "gen").profiles
+    assert rewritten.live == live_before and rewritten.bank.class_guidance == choice["class_guidance"]
+    assert "--profile bank" in again["command"]
+    with pytest.raises(SystemExit, match="measured the 'bank' profile"):
+        tune_sampling.main(tune_sampling.parse_args(["--results", str(tmp_path / "sweep.json"), "--coverage",
+                                                     "--class-guidance", "--min-class-f1", "0", "--profile", "live"]))
     assert summary["rule"]["recall_tolerance"] is None
     with_recall = tune_sampling.main(tune_sampling.parse_args(["--results", str(tmp_path / "sweep.json"), "--coverage",
                                                                "--class-guidance", "--min-class-f1", "0",

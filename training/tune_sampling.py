@@ -149,9 +149,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--generator", default="assets/generator", help="Generator folder (load_generator).")
     parser.add_argument("--classifier", default="assets/classifier", help="Classifier folder (from_pretrained).")
-    parser.add_argument("--profile", choices=PROFILES, default="live",
+    parser.add_argument("--profile", choices=PROFILES, default=None,
                         help="The sampling profile whose other settings (noise spacing) are kept and which "
-                             "--write-defaults replaces.")
+                             "--write-defaults replaces (default: live; with --results, the profile the sweeps "
+                             "measured).")
     parser.add_argument("--steps", type=int, nargs="+", default=[8, 10, 12], help="Step counts to try.")
     parser.add_argument("--guidance", type=float, nargs="+", default=[2.0, 3.0, 4.0], help="Guidance scales to try.")
     parser.add_argument("--guidance-intervals", type=guidance_interval_flag, nargs="+", default=[interval_flag(EVERY_STEP)],
@@ -426,6 +427,20 @@ def measured_with(path: str, earlier: dict) -> argparse.Namespace:
         raise SystemExit(f"--results {path}: its recorded command cannot be read back ({error!r}).") from error
 
 
+def swept_profile(args: argparse.Namespace, earlier: list[dict]) -> str:
+    """The profile a choice belongs to: --profile when measuring now, else the one the earlier sweeps measured."""
+    if not earlier:
+        return args.profile or "live"
+    measured = {measured_with(path, sweep).profile or "live" for path, sweep in zip(args.results, earlier, strict=True)}
+    if len(measured) > 1:
+        raise SystemExit(f"--results: the sweeps measured different profiles ({', '.join(sorted(measured))}).")
+    (profile,) = measured
+    if args.profile not in (None, profile):
+        raise SystemExit(f"--profile {args.profile}: the sweeps in --results measured the {profile!r} profile, so "
+                         f"their choice belongs to it; leave --profile out or pass --profile {profile}.")
+    return profile
+
+
 def pooled_sweeps(paths: list[str], sweeps: list[dict]) -> tuple[list[dict], dict]:
     """The sweeps' figures pooled per setting and their spread; refused unless the sweeps measured the same
     generator, classifier and settings at different seeds."""
@@ -490,6 +505,7 @@ def main(args: argparse.Namespace) -> dict:
         torch.set_num_threads(args.threads)
     # With --results the earlier sweeps' own flags say what was measured; their commands are recorded beside ours.
     earlier = [earlier_sweep(path) for path in args.results] if args.results else []
+    args.profile = swept_profile(args, earlier)
     results, spread = chosen_from(args, earlier)
     sources = " ".join(args.results or [])
     if args.recall_tolerance is not None and not all("recall_per_class" in r for r in results):
