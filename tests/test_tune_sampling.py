@@ -191,6 +191,10 @@ def test_class_guidance_choice_is_written_with_the_profile(tmp_path, fixture_dir
                                                                "--class-guidance", "--min-class-f1", "0",
                                                                "--recall-tolerance", "0.05"]))
     assert with_recall["rule"]["recall_tolerance"] == 0.05
+    (tmp_path / "choice.json").write_text(json.dumps(with_recall))  # a choice made from a sweep keeps its profile
+    from_choice = tune_sampling.main(tune_sampling.parse_args(["--results", str(tmp_path / "choice.json"),
+                                                               "--coverage", "--class-guidance", "--min-class-f1", "0"]))
+    assert "--profile bank" in from_choice["command"] and from_choice["chosen"] == with_recall["chosen"]
     # Its recorded command names only the flags that choose, and repeats the choice.
     recorded = with_recall["command"].split()
     assert "--steps" not in recorded and "--per-class" not in recorded and "--recall-tolerance" in recorded

@@ -427,11 +427,17 @@ def measured_with(path: str, earlier: dict) -> argparse.Namespace:
         raise SystemExit(f"--results {path}: its recorded command cannot be read back ({error!r}).") from error
 
 
+def recorded_profile(sweep: dict) -> str:
+    """The --profile in a sweep's recorded command (a choice made from sweeps records it too); live if absent."""
+    words = shlex.split(sweep.get("command") or "")
+    return words[words.index("--profile") + 1] if "--profile" in words[:-1] else "live"
+
+
 def swept_profile(args: argparse.Namespace, earlier: list[dict]) -> str:
     """The profile a choice belongs to: --profile when measuring now, else the one the earlier sweeps measured."""
     if not earlier:
         return args.profile or "live"
-    measured = {measured_with(path, sweep).profile or "live" for path, sweep in zip(args.results, earlier, strict=True)}
+    measured = {recorded_profile(sweep) for sweep in earlier}
     if len(measured) > 1:
         raise SystemExit(f"--results: the sweeps measured different profiles ({', '.join(sorted(measured))}).")
     (profile,) = measured
