@@ -145,14 +145,8 @@ def discriminator_weight(text: str) -> float:
         raise argparse.ArgumentTypeError(str(error)) from error
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--generator", default="assets/generator", help="Generator folder (load_generator).")
-    parser.add_argument("--classifier", default="assets/classifier", help="Classifier folder (from_pretrained).")
-    parser.add_argument("--profile", choices=PROFILES, default=None,
-                        help="The sampling profile whose other settings (noise spacing) are kept and which "
-                             "--write-defaults replaces (default: live; with --results, the profile the sweeps "
-                             "measured).")
+def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    """The settings axes a sweep tries every combination of."""
     parser.add_argument("--steps", type=int, nargs="+", default=[8, 10, 12], help="Step counts to try.")
     parser.add_argument("--guidance", type=float, nargs="+", default=[2.0, 3.0, 4.0], help="Guidance scales to try.")
     parser.add_argument("--guidance-intervals", type=guidance_interval_flag, nargs="+", default=[interval_flag(EVERY_STEP)],
@@ -168,8 +162,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--discriminator-guidance", type=discriminator_weight, nargs="+", default=[0.0],
                         help="Discriminator-guidance weights to try (pixel-diffusion generators with a discriminator/ "
                              "folder, from training.train_discriminator); 0 samples the model alone.")
-    parser.add_argument("--per-class", type=int, default=100, help="Unfiltered images per class and setting.")
-    parser.add_argument("--batch-size", type=int, default=64, help="Images per generate call.")
+
+
+def add_rule_arguments(parser: argparse.ArgumentParser) -> None:
+    """The figures the rule may use beside macro-F1, and how far from the best each may fall."""
     parser.add_argument("--tolerance", type=float, default=0.01,
                         help="A setting counts as good if its macro-F1 is at most this far below the best one's.")
     parser.add_argument("--min-class-f1", type=float, default=0.85,
@@ -210,6 +206,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="With --frechet and --class-guidance, a class's scale stays in the running if its Fréchet "
                              "distance is at most this fraction above the class's lowest (0.1: within 10%%; default: "
                              "the distance is not a step of the per-class rule).")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--generator", default="assets/generator", help="Generator folder (load_generator).")
+    parser.add_argument("--classifier", default="assets/classifier", help="Classifier folder (from_pretrained).")
+    parser.add_argument("--profile", choices=PROFILES, default=None,
+                        help="The sampling profile whose other settings (noise spacing) are kept and which "
+                             "--write-defaults replaces (default: live; with --results, the profile the sweeps "
+                             "measured).")
+    add_sweep_arguments(parser)
+    parser.add_argument("--per-class", type=int, default=100, help="Unfiltered images per class and setting.")
+    parser.add_argument("--batch-size", type=int, default=64, help="Images per generate call.")
+    add_rule_arguments(parser)
     add_data_arguments(parser)  # the splits for --near-copies, --texture, --coverage and --frechet
     parser.add_argument("--seed", type=int, default=0, help="Seed for generation.")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
