@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .data import NUM_CLASSES
+from .data import NUM_CLASSES, resolve_class
 
 FOLDER_NAME = "discriminator"
 CONFIG_NAME = "config.json"
@@ -35,6 +35,13 @@ class DiscriminatorConfig:
     channels: tuple[int, ...] = (32, 64, 128)
     embed_dim: int = 64
     num_classes: int = NUM_CLASSES
+    # Keys of the tissue classes it was trained on (empty: all). Guidance corrects tiles of these classes only: for a
+    # class it never saw generated, its logit says nothing about that class's samples.
+    classes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.channels = tuple(self.channels)
+        self.classes = tuple(resolve_class(key).key for key in self.classes)
 
 
 def vp_noise(x0: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -104,13 +111,21 @@ class NoisyTileDiscriminator(nn.Module):
         folder = Path(folder)
         try:
             raw = json.loads((folder / CONFIG_NAME).read_text())
-            config = DiscriminatorConfig(**{**raw, "channels": tuple(raw["channels"])})
+            config = DiscriminatorConfig(**raw)
             model = cls(config)
             model.load_state_dict(load_file(folder / WEIGHTS_NAME))
         except Exception as error:
             raise ValueError(f"Discriminator in {folder} is missing, corrupt or incomplete ({error}). "
                              f"Rebuild it with {REBUILD}.") from error
         return model.eval()
+
+
+def corrected_tiles(discriminator: nn.Module, labels: torch.Tensor) -> torch.Tensor:
+    """Bool [n]: the tiles whose class `discriminator` was trained on (every tile unless its config names classes)."""
+    classes = getattr(getattr(discriminator, "config", None), "classes", ())
+    if not classes:
+        return torch.ones(len(labels), dtype=torch.bool)
+    return torch.isin(labels, torch.tensor([resolve_class(key).index for key in classes]))
 
 
 def logit_gradient(discriminator: nn.Module, x_t: torch.Tensor, sigma: float, labels: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,7 @@ from diffusers import DDPMScheduler, DPMSolverMultistepScheduler, UNet2DModel
 from .cpu import has_fast_bf16
 from .data import NUM_CLASSES
 from .discriminator import FOLDER_NAME as DISCRIMINATOR_FOLDER
-from .discriminator import MAX_SIGMA, MIN_SIGMA, REBUILD, NoisyTileDiscriminator, logit_gradient
+from .discriminator import MAX_SIGMA, MIN_SIGMA, REBUILD, NoisyTileDiscriminator, corrected_tiles, logit_gradient
 from .generation import (
     EVERY_STEP,
     PROFILES,
@@ -116,13 +116,16 @@ class ClassConditionalPipeline:
 
     def discriminator_corrected(self, v: torch.Tensor, sample: torch.Tensor, t: torch.Tensor, labels: torch.Tensor,
                                 weight: float, scheduler: DPMSolverMultistepScheduler) -> torch.Tensor:
-        """v - weight * (sigma / alpha) * grad logit D: the real data's score where the discriminator is right."""
+        """v - weight * (sigma / alpha) * grad logit D: the real data's score where the discriminator is right; tiles
+        of classes the discriminator was not trained on keep v."""
         if self.discriminator is None:
             raise ValueError(f"This generator has no discriminator for discriminator guidance; train one with {REBUILD}.")
         sigma = float(edm_sigmas(scheduler.alphas_cumprod[int(t)].double()))
-        if not MIN_SIGMA <= sigma <= MAX_SIGMA:  # outside the levels it was trained on
+        corrected = corrected_tiles(self.discriminator, labels)
+        if not MIN_SIGMA <= sigma <= MAX_SIGMA or not corrected.any():  # levels or classes it was not trained on
             return v
-        return v - weight * sigma * logit_gradient(self.discriminator, sample, sigma, labels)
+        gradient = logit_gradient(self.discriminator, sample, sigma, labels) * corrected.view(-1, 1, 1, 1)
+        return v - weight * sigma * gradient
 
     def make_scheduler(self, solver: str = SOLVERS[0], noise_spacing: str = "trailing") -> DPMSolverMultistepScheduler:
         # "trailing" spacing starts sampling at the very last timestep (pure noise), which the

@@ -61,6 +61,24 @@ def test_discriminator_guidance_moves_samples_the_way_the_discriminator_prefers(
     np.testing.assert_array_equal(b, guided.generate(0, 4, seed=3))  # deterministic per seed
 
 
+def test_a_discriminator_trained_on_named_classes_corrects_only_their_tiles(tmp_path):
+    torch.manual_seed(2)
+    background_only = NoisyTileDiscriminator(DiscriminatorConfig(channels=(8, 16, 16), embed_dim=16, classes=("background",)))
+    plain, guided = tiny_generator(background_only, weight=0.0), tiny_generator(background_only, weight=5.0)
+    np.testing.assert_array_equal(plain.generate(0, 3, seed=4), guided.generate(0, 3, seed=4))  # adipose: untouched
+    assert np.abs(plain.generate(1, 3, seed=4).astype(int) - guided.generate(1, 3, seed=4)).max() > 0
+    background_only.save_pretrained(tmp_path / "d")
+    assert NoisyTileDiscriminator.from_pretrained(tmp_path / "d").config.classes == ("background",)
+
+
+def test_a_discriminator_config_naming_an_unknown_class_names_the_rebuild_command(tmp_path):
+    NoisyTileDiscriminator(TINY).save_pretrained(tmp_path / "d")
+    config = json.loads((tmp_path / "d" / "config.json").read_text())
+    (tmp_path / "d" / "config.json").write_text(json.dumps({**config, "classes": ["no-such-tissue"]}))
+    with pytest.raises(ValueError, match="train_discriminator"):
+        NoisyTileDiscriminator.from_pretrained(tmp_path / "d")
+
+
 def test_a_profile_asking_for_discriminator_guidance_needs_a_discriminator():
     with pytest.raises(ValueError, match="no discriminator"):
         tiny_generator(None, weight=1.0)
@@ -115,6 +133,32 @@ def test_training_tells_real_from_generated_and_writes_a_loadable_folder(tmp_pat
     assert record["generator"]["sha256"] and record["generated_tiles"]["sha256"]
     assert not any(name.startswith("discriminator/") for name in record["generator"]["sha256"])
     assert isinstance(load_generator(tmp_path / "gen").pipeline.discriminator, NoisyTileDiscriminator)
+
+
+def test_training_on_named_classes_keeps_to_them_and_says_so(tmp_path, fixture_dir, one_torch_thread):
+    tiny_generator().save_pretrained(tmp_path / "gen")
+    write_fake_export(tmp_path / "fake", fixture_dir)
+    argv = ["--generator", str(tmp_path / "gen"), "--fake-data-dir", str(tmp_path / "fake"), "--data-dir",
+            str(fixture_dir), "--per-class", "18", "--held-out-fraction", "0.2", "--steps", "2", "--batch-size", "8",
+            "--channels", "8", "16", "16", "--classes", "background"]
+    summary = train_discriminator.main(train_discriminator.parse_args(argv))
+    assert summary["classes"] == ["background"] and summary["tiles"]["real"] == {"train": 14, "held_out": 4}
+    assert load_generator(tmp_path / "gen").pipeline.discriminator.config.classes == ("background",)
+    with pytest.raises(SystemExit):
+        train_discriminator.parse_args([*argv[:-1], "no-such-tissue"])
+
+
+def test_training_on_a_class_the_generated_tiles_lack_stops_with_a_message(tmp_path, fixture_dir, one_torch_thread):
+    tiny_generator().save_pretrained(tmp_path / "gen")
+    real = np.load(fixture_dir / "pathmnist.npz")
+    (tmp_path / "fake").mkdir()
+    keep = real["train_labels"][:, 0] != 1
+    np.savez(tmp_path / "fake" / "pathmnist.npz", train_images=real["train_images"][keep],
+             train_labels=real["train_labels"][keep])
+    argv = ["--generator", str(tmp_path / "gen"), "--fake-data-dir", str(tmp_path / "fake"), "--data-dir",
+            str(fixture_dir), "--per-class", "18", "--steps", "2", "--classes", "background"]
+    with pytest.raises(SystemExit, match="no tile of class Background"):
+        train_discriminator.main(train_discriminator.parse_args(argv))
 
 
 def test_tune_sampling_sweeps_discriminator_weights_only_where_there_is_a_discriminator(tmp_path, fixture_dir):

@@ -96,3 +96,22 @@ def test_a_worker_error_stops_the_export_with_its_message(tmp_path):
 def test_bad_arguments_stop_with_a_message(tmp_path, extra):
     with pytest.raises(SystemExit):
         export(tmp_path, *extra)
+
+
+def test_unfiltered_export_of_named_classes_keeps_every_tile_as_drawn(tmp_path):
+    record, _ = export(tmp_path, "--unfiltered", "--classes", "background", "mucus", "--per-class", "3",
+                       "--threshold", "1.0")  # a threshold no tile passes: ignored when unfiltered
+    with np.load(tmp_path / "out" / "pathmnist.npz") as data:
+        assert data["train_images"].shape == (6, 28, 28, 3)
+        assert data["train_labels"][:, 0].tolist() == [1, 1, 1, 4, 4, 4]
+    assert record["threshold"] is None and "unfiltered" in record["note"]
+    assert record["classes"] == ["Background", "Mucus"]
+    assert all(a["generated"] == a["accepted"] == 3 for a in record["splits"]["train"]["acceptance"].values())
+
+
+@pytest.mark.parametrize("extra", [["--unfiltered", "--exclude-near-copies"], ["--unfiltered", "--guided-by-split", "test"],
+                                   ["--classes", "no-such-tissue"]])
+def test_unfiltered_and_class_arguments_that_cannot_work_stop_with_a_message(tmp_path, extra, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        export(tmp_path, *extra)
+    assert stopped.value.code not in (0, None)

@@ -3,11 +3,14 @@
     python -m training.export_synthetic --per-class 5000 --output synthetic/pathmnist.npz --workers 2
     python -m training.export_synthetic --per-class 5000 --output guided.npz \\
         --guided-by-split test --shots 10 --strength 0.5 --seed 0 --data-dir DATA_DIR
+    python -m training.export_synthetic --per-class 4000 --output fakes/pathmnist.npz --profile bank \\
+        --unfiltered --classes background
 
 The file holds `train_images` uint8 [M, 28, 28, 3] and `train_labels` uint8 [M, 1] (and `val_*`/`test_*` with
 --val-per-class/--test-per-class), so `np.load` reads it, and so does `pathgen.data.load_split` (or medmnist)
 when it is named pathmnist.npz and its folder is passed as --data-dir. Every tile passed the classifier at
---threshold. --workers N generates N classes at a time in N processes (one core each). With
+--threshold, unless --unfiltered keeps every tile as drawn; --classes limits the export to the named classes.
+--workers N generates N classes at a time in N processes (one core each). With
 --guided-by-split, --shots real tiles per class are drawn from that split (seeded) and each synthetic tile
 starts from one of its class's shots (SDEdit at --strength). Chunks are cached under --cache-dir, so an
 interrupted export resumes where it stopped.
@@ -24,7 +27,7 @@ import numpy as np
 import torch
 
 from pathgen.classifier import TissueClassifier
-from pathgen.data import CLASS_NAMES, NUM_CLASSES, add_data_arguments, load_split
+from pathgen.data import CLASS_NAMES, NUM_CLASSES, add_data_arguments, load_split, resolve_class
 from pathgen.generation import PROFILES, load_generator
 from pathgen.memorisation import NearCopyReference
 from pathgen.validation import DEFAULT_THRESHOLD
@@ -55,6 +58,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--generator", default="assets/generator", help="Generator folder (either backend).")
     parser.add_argument("--classifier", default="assets/classifier", help="The classifier that validates every tile.")
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help="Acceptance probability.")
+    parser.add_argument("--unfiltered", action="store_true",
+                        help="Keep every tile as drawn, with no classifier in the loop (e.g. the fakes a discriminator "
+                             "learns from); --threshold and --max-attempts then do nothing.")
+    parser.add_argument("--classes", nargs="+", default=None, metavar="CLASS",
+                        help="Export only these tissue classes (keys, e.g. background). Default: every class.")
     parser.add_argument("--max-attempts", type=int, default=10, help="Regeneration rounds per chunk.")
     parser.add_argument("--exclude-near-copies", action=argparse.BooleanOptionalAction, default=False,
                         help="Also discard near-copies of train tiles (needs the train and val splits).")
@@ -76,6 +84,12 @@ def check_args(args: argparse.Namespace) -> None:
         raise SystemExit("--workers must be at least 1.")
     if not args.output.endswith(".npz"):
         raise SystemExit("--output must end in .npz.")
+    if args.unfiltered and (args.guided_by_split or args.exclude_near_copies):
+        raise SystemExit("--unfiltered draws plain samples: it takes neither --guided-by-split nor --exclude-near-copies.")
+    try:
+        args.classes = [resolve_class(key).key for key in args.classes] if args.classes else []
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
 
 
 def read_shots(args: argparse.Namespace) -> tuple[np.ndarray, dict[int, np.ndarray]] | tuple[None, None]:
@@ -98,10 +112,12 @@ def main(args: argparse.Namespace) -> dict:
     if args.exclude_near_copies:
         exclude = NearCopyReference.load(args.data_dir, download=args.download).near_copies
     arrays, record_splits = {}, {}
+    classes = [resolve_class(key).index for key in args.classes] or list(range(NUM_CLASSES))
     for split, count in (("train", args.per_class), ("val", args.val_per_class), ("test", args.test_per_class)):
         if count == 0:
             continue
-        settings = SetSettings(profile=args.profile, threshold=args.threshold, max_attempts=args.max_attempts,
+        settings = SetSettings(profile=args.profile, threshold=None if args.unfiltered else args.threshold,
+                               max_attempts=args.max_attempts,
                                seed=args.seed, split=split, strength=args.strength if shots else None,
                                shot_split=args.guided_by_split, near_copies_excluded=args.exclude_near_copies,
                                shot_indices=tuple(int(i) for i in shot_indices) if shots else ())
@@ -109,9 +125,9 @@ def main(args: argparse.Namespace) -> dict:
         if args.workers > 1:
             sources = ModelSources(args.generator, args.classifier, args.data_dir, args.download)
             fill_cache_in_parallel(sources, count, settings, Path(args.cache_dir) / key, args.workers, shots,
-                                   desc=f"{split} ({key})")
+                                   desc=f"{split} ({key})", classes=classes)
         images, labels, stats = synthesize_set(generator, classifier, count, settings, Path(args.cache_dir) / key,
-                                               shots, exclude, desc=f"{split} ({key})")
+                                               shots, exclude, desc=f"{split} ({key})", classes=classes)
         arrays[f"{split}_images"], arrays[f"{split}_labels"] = images, labels.astype(np.uint8)[:, None]
         record_splits[split] = {"tiles": len(images), "per_class": count, "cache": str(Path(args.cache_dir) / key),
                                 "acceptance": stats}
@@ -122,13 +138,14 @@ def main(args: argparse.Namespace) -> dict:
         "command": command_line("training.export_synthetic", args),
         "generator": describe_model(args.generator), "classifier": describe_model(args.classifier),
         "sampling": {"profile": args.profile, **generator.profiles.get(args.profile).to_dict()},
-        "threshold": args.threshold, "max_attempts": args.max_attempts, "seed": args.seed,
+        "threshold": None if args.unfiltered else args.threshold, "max_attempts": args.max_attempts, "seed": args.seed,
         "near_copies_excluded": args.exclude_near_copies,
         "guidance": None if not shots else {"split": args.guided_by_split, "shots_per_class": args.shots,
                                             "strength": args.strength, "shot_indices": [int(i) for i in shot_indices]},
-        "classes": list(CLASS_NAMES), "splits": record_splits, "workers": args.workers,
+        "classes": [CLASS_NAMES[c] for c in classes], "splits": record_splits, "workers": args.workers,
         "wall_time_s": time.time() - started,
-        "note": "Synthetic tiles, validated by a classifier; for research and education, never for diagnosis.",
+        "note": ("Synthetic tiles, " + ("unfiltered" if args.unfiltered else "validated by a classifier")
+                 + "; for research and education, never for diagnosis."),
     }
     output.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {output} ({', '.join(f'{k}: {v.shape[0]}' for k, v in arrays.items() if k.endswith('images'))})")

@@ -27,7 +27,7 @@ from pathgen.data import CLASS_NAMES, NUM_CLASSES
 from pathgen.generation import ImageGenerator, load_generator
 from pathgen.guided import wrong_class_examples
 from pathgen.memorisation import NearCopyReference
-from pathgen.validation import derive_seed, generate_validated
+from pathgen.validation import derive_seed, generate_unfiltered, generate_validated
 from training.provenance import describe_model
 
 CHUNK = 512
@@ -52,7 +52,7 @@ class SetSettings:
     """Everything that fixes the tiles of a set, apart from the models."""
 
     profile: str = "live"
-    threshold: float = 0.9
+    threshold: float | None = 0.9  # None: unfiltered, no classifier in the loop
     max_attempts: int = 10
     seed: int = 0
     split: str = "train"
@@ -92,10 +92,26 @@ def usable_shots(classifier: TissueClassifier, shots: np.ndarray, class_index: i
     return kept, [int(i) for i in refused]
 
 
+def generate_chunk(generator: ImageGenerator, classifier: TissueClassifier, class_index: int, n: int,
+                   settings: SetSettings, chunk: int, shots: np.ndarray | None, exclude: Callable | None
+                   ) -> tuple[np.ndarray, int]:
+    """One chunk's tiles and how many were generated for them: validated by the classifier, or as drawn when
+    `settings.threshold` is None."""
+    seed = derive_seed(settings.seed, SPLIT_STREAMS[settings.split], class_index, chunk)
+    if settings.threshold is None:
+        images = generate_unfiltered(generator, class_index, n, run_seed=seed, stream=0, profile=settings.profile)
+        return images, n
+    batch = generate_validated(generator, classifier, class_index, n, threshold=settings.threshold,
+                               max_attempts=settings.max_attempts, profile=settings.profile, exclude=exclude, seed=seed,
+                               examples=shots, strength=settings.strength if shots is not None else None)
+    return batch.images, batch.generated
+
+
 def synthesize_class(generator: ImageGenerator, classifier: TissueClassifier, class_index: int, n: int,
                      settings: SetSettings, cache_dir: Path, shots: np.ndarray | None = None,
                      exclude: Callable | None = None, progress: tqdm | None = None) -> ClassResult:
-    """`n` validated tiles of one class, reading finished chunks from `cache_dir` and writing new ones."""
+    """`n` tiles of one class (validated unless `settings.threshold` is None), reading finished chunks from
+    `cache_dir` and writing new ones."""
     refused: list[int] = []
     if shots is not None:
         shots, refused = usable_shots(classifier, shots, class_index, settings.threshold)
@@ -105,18 +121,15 @@ def synthesize_class(generator: ImageGenerator, classifier: TissueClassifier, cl
         path = cache_dir / f"class{class_index}_chunk{chunk}.npz"
         cached = np.load(path) if path.is_file() else None
         if cached is None or int(cached["requested"]) != wanted:
-            batch = generate_validated(
-                generator, classifier, class_index, wanted, threshold=settings.threshold,
-                max_attempts=settings.max_attempts, profile=settings.profile, exclude=exclude,
-                seed=derive_seed(settings.seed, SPLIT_STREAMS[settings.split], class_index, chunk),
-                examples=shots, strength=settings.strength if shots is not None else None)
-            empty = 0 if batch.accepted else empty + 1
+            chunk_images, chunk_generated = generate_chunk(generator, classifier, class_index, wanted, settings, chunk,
+                                                           shots, exclude)
+            empty = 0 if len(chunk_images) else empty + 1
             if empty == EMPTY_CHUNKS:
                 raise RuntimeError(f"{CLASS_NAMES[class_index]}: no tile passed the classifier in {EMPTY_CHUNKS} chunks "
                                    "in a row; lower --threshold, or check the model and the shots.")
             cache_dir.mkdir(parents=True, exist_ok=True)
             partial = path.with_suffix(".tmp.npz")
-            np.savez(partial, images=batch.images, generated=batch.generated, requested=wanted)
+            np.savez(partial, images=chunk_images, generated=chunk_generated, requested=wanted)
             partial.replace(path)  # never leave a half-written chunk behind
             cached = np.load(path)
         images.append(cached["images"])
@@ -129,11 +142,14 @@ def synthesize_class(generator: ImageGenerator, classifier: TissueClassifier, cl
 
 def synthesize_set(generator: ImageGenerator, classifier: TissueClassifier, per_class: int, settings: SetSettings,
                    cache_dir: Path, shots_by_class: dict[int, np.ndarray] | None = None,
-                   exclude: Callable | None = None, desc: str = "synthetic") -> tuple[np.ndarray, np.ndarray, dict]:
-    """uint8 [9 * per_class, 28, 28, 3], int64 labels, and per-class acceptance (keyed by class name)."""
+                   exclude: Callable | None = None, desc: str = "synthetic", classes: Sequence[int] | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, dict]:
+    """uint8 [len(classes) * per_class, 28, 28, 3], int64 labels, and per-class acceptance (keyed by class name);
+    every class unless `classes` (indices) names some."""
+    classes = range(NUM_CLASSES) if classes is None else classes
     images, labels, stats = [], [], {}
-    with tqdm(total=per_class * NUM_CLASSES, desc=desc, mininterval=10) as progress:
-        for c in range(NUM_CLASSES):
+    with tqdm(total=per_class * len(classes), desc=desc, mininterval=10) as progress:
+        for c in classes:
             shots = None if shots_by_class is None else shots_by_class[c]
             result = synthesize_class(generator, classifier, c, per_class, settings, cache_dir, shots, exclude, progress)
             images.append(result.images)
@@ -176,7 +192,7 @@ def _fill_class(sources: ModelSources, class_index: int, n: int, settings: SetSe
 
 def fill_cache_in_parallel(sources: ModelSources, per_class: int, settings: SetSettings, cache_dir: Path,
                            workers: int, shots_by_class: dict[int, np.ndarray] | None = None,
-                           desc: str = "synthetic") -> None:
+                           desc: str = "synthetic", classes: Sequence[int] | None = None) -> None:
     """Generate every class's missing chunks into `cache_dir`, one class at a time per worker process.
 
     Each chunk's seed depends only on the settings, the class and the chunk, so the tiles are the ones a
@@ -184,13 +200,14 @@ def fill_cache_in_parallel(sources: ModelSources, per_class: int, settings: SetS
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}.")
+    classes = range(NUM_CLASSES) if classes is None else classes
     context = multiprocessing.get_context("spawn")  # fork would copy the parent's torch threads and state
     with context.Manager() as manager, ProcessPoolExecutor(workers, mp_context=context) as pool:
         updates = manager.Queue()
         futures = [pool.submit(_fill_class, sources, c, per_class, settings, cache_dir,
                                None if shots_by_class is None else shots_by_class[c], updates)
-                   for c in range(NUM_CLASSES)]
-        with tqdm(total=per_class * NUM_CLASSES, desc=f"{desc}, {workers} workers", mininterval=10) as progress:
+                   for c in classes]
+        with tqdm(total=per_class * len(classes), desc=f"{desc}, {workers} workers", mininterval=10) as progress:
             pending = set(futures)
             while pending:
                 done, pending = wait(pending, timeout=1, return_when=FIRST_EXCEPTION)

@@ -4,8 +4,9 @@
     python -m training.train_discriminator --generator GENERATOR_DIR --fake-data-dir FAKE_DIR --data-dir DATA_DIR
 
 Real tiles come from PathMNIST train only; generated tiles from a synthetic export of the same generator (its
-pathmnist.npz, validated tiles: what the bank is made of, so the discriminator learns the gap between those and
-real tissue). Both are noised to log-uniform levels in [MIN_SIGMA, MAX_SIGMA] under random flips and
+pathmnist.npz: validated tiles, what the bank is made of, or `--unfiltered` ones, what guidance would correct; the
+discriminator learns the gap between those and real tissue). With --classes it learns those classes only, and
+guidance corrects only their tiles. Both are noised to log-uniform levels in [MIN_SIGMA, MAX_SIGMA] under random flips and
 rotations, and the network learns to tell them apart with the binary cross-entropy. A held-out share of both
 sets scores it at fixed noise levels. The weights go to GENERATOR_DIR/discriminator/ (or --output-dir), with a
 training.json beside them; the generator uses them only where a sampling profile's `discriminator_guidance`
@@ -25,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 from pathgen.augment import random_dihedral
-from pathgen.data import NUM_CLASSES, add_data_arguments, load_split, per_class_indices
+from pathgen.data import CLASS_NAMES, NUM_CLASSES, add_data_arguments, load_split, per_class_indices, resolve_class
 from pathgen.discriminator import (
     FOLDER_NAME,
     MAX_SIGMA,
@@ -48,6 +49,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="Folder with the pathmnist.npz that export_synthetic wrote from --generator.")
     parser.add_argument("--output-dir", default=None, help=f"Where the discriminator goes (default: GENERATOR/{FOLDER_NAME}).")
     parser.add_argument("--per-class", type=int, default=5000, help="Real and generated tiles per class (at most).")
+    parser.add_argument("--classes", nargs="+", default=None, metavar="CLASS",
+                        help="Train on these tissue classes only (keys, e.g. background); guidance then corrects only "
+                             "them. Default: every class.")
     parser.add_argument("--held-out-fraction", type=float, default=0.05, help="Share of both sets kept for scoring.")
     parser.add_argument("--steps", type=int, default=3000, help="Optimisation steps.")
     parser.add_argument("--batch-size", type=int, default=256, help="Tiles per step, half real, half generated.")
@@ -59,7 +63,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not 0 < args.held_out_fraction < 0.5 or args.steps < 1 or args.batch_size < 2 or args.per_class < 2:
         parser.error("--held-out-fraction must be in (0, 0.5), --steps >= 1, --batch-size >= 2, --per-class >= 2.")
+    try:
+        args.classes = [resolve_class(key).key for key in args.classes] if args.classes else []
+    except ValueError as error:
+        parser.error(str(error))
     return args
+
+
+def class_indices(keys: list[str]) -> list[int]:
+    """The indices of the named classes; every class for none."""
+    return [resolve_class(key).index for key in keys] if keys else list(range(NUM_CLASSES))
 
 
 def split_held_out(images: np.ndarray, labels: np.ndarray, fraction: float, rng: np.random.Generator) -> tuple:
@@ -76,6 +89,11 @@ def load_sets(args: argparse.Namespace) -> dict:
     for name, folder in (("real", args.data_dir), ("generated", args.fake_data_dir)):
         images, labels = load_split("train", folder, args.download if name == "real" else False)
         picks = per_class_indices(labels, args.per_class, seed=args.seed)
+        picks = picks[np.isin(labels[picks], class_indices(args.classes))]
+        missing = sorted(set(class_indices(args.classes)) - set(labels[picks].tolist()))
+        if missing:
+            raise SystemExit(f"The {name} tiles in {folder} have no tile of class {CLASS_NAMES[missing[0]]}; "
+                             "export them, or leave that class out of --classes.")
         x, y, held_x, held_y = split_held_out(images[picks], labels[picks], args.held_out_fraction, rng)
         sets[name] = {"train": (to_model_range(x), torch.from_numpy(y)),
                       "held_out": (to_model_range(held_x), torch.from_numpy(held_y))}
@@ -143,6 +161,7 @@ def record(args: argparse.Namespace, sets: dict, held_out: dict, losses: list[fl
     fake_file = Path(args.fake_data_dir) / "pathmnist.npz"
     return {"command": command_line("training.train_discriminator", args), "generator": generator_identity(args.generator),
             "generated_tiles": {"file": str(fake_file), "sha256": file_sha256(fake_file)},
+            "classes": args.classes or list(CLASS_NAMES),
             "tiles": {name: {part: len(sets[name][part][1]) for part in ("train", "held_out")} for name in sets},
             "steps": args.steps, "batch_size": args.batch_size, "train_wall_time_min": seconds / 60,
             "final_loss_mean_last_100": float(np.mean(losses[-100:])), "held_out": held_out,
@@ -155,7 +174,8 @@ def main(args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed)
     output_dir = Path(args.output_dir or Path(args.generator) / FOLDER_NAME)
     sets = load_sets(args)
-    model = NoisyTileDiscriminator(DiscriminatorConfig(channels=tuple(args.channels), num_classes=NUM_CLASSES))
+    model = NoisyTileDiscriminator(DiscriminatorConfig(channels=tuple(args.channels), num_classes=NUM_CLASSES,
+                                                       classes=tuple(args.classes)))
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.steps)
     generator = torch.Generator().manual_seed(args.seed)
