@@ -15,6 +15,14 @@ With `--coverage-features classifier` (or `judge`) it also splits k-NN coverage 
 coverage is the share of its train tiles with a generated tile inside their k-NN ball, its precision the share
 of its generated tiles inside some train tile's ball. That says whether a class's missing coverage is a mode
 drawn too rarely or tiles that miss within a mode. The judge's features are for reading only, never for choosing.
+
+Exact colours: a scan renders flat fields of blank glass as one RGB value, so a few values are far more frequent
+among real pixels than any other (in background, (237, 221, 236) is 5% of all train pixels). A tile is an
+*exact-colour tile* when at least --exact-min-share of its pixels lie within --exact-tolerance grey levels (every
+channel) of one of the --exact-colours most frequent values among the class's train pixels. This prints the share
+of such tiles among the train reference and the generated tiles, and with --coverage-features splits coverage and
+precision into exact-colour tiles and the rest: a set of identical tiles has k-NN balls of almost no radius, which
+only a tile of that very colour enters.
 """
 
 from __future__ import annotations
@@ -53,8 +61,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "features (default: bands only).")
     parser.add_argument("--classifier", default="assets/classifier", help="Classifier folder (from_pretrained).")
     parser.add_argument("--judge", default="assets/judge", help="Judge folder (from_pretrained).")
+    parser.add_argument("--exact-colours", type=int, default=4,
+                        help="How many of the most frequent train pixel values count as the class's exact colours (0: skip).")
+    parser.add_argument("--exact-tolerance", type=int, default=1,
+                        help="Grey levels (every channel) within which a pixel counts as an exact colour.")
+    parser.add_argument("--exact-min-share", type=float, default=0.5,
+                        help="Share of a tile's pixels that must be exact colours for an exact-colour tile.")
     parser.add_argument("--output", default=None, help="JSON file for the figures (optional).")
     args = parser.parse_args(argv)
+    if args.exact_colours < 0 or not 0 <= args.exact_tolerance <= 255 or not 0 < args.exact_min_share <= 1:
+        parser.error("--exact-colours must be at least 0, --exact-tolerance from 0 to 255, --exact-min-share in (0, 1].")
     if args.count < 1 or (args.coverage_features and args.count < NEAREST_K + 2):
         parser.error(f"--count must be at least 1, and {NEAREST_K + 2} with --coverage-features (a k-NN ball needs k + 2 tiles).")
     return args
@@ -77,16 +93,42 @@ def share(flags: np.ndarray) -> float | None:
     return float(flags.mean()) if len(flags) else None
 
 
-def coverage_by_band(reference: np.ndarray, generated: np.ndarray, features: Callable[[np.ndarray], np.ndarray]
-                     ) -> dict:
-    """k-NN coverage of the `reference` tiles and precision of the `generated` ones, overall and per band;
-    `features` maps uint8 tiles to feature vectors."""
+def frequent_colours(tiles: np.ndarray, count: int) -> np.ndarray:
+    """The `count` most frequent RGB values among the pixels of uint8 [N, H, W, 3] tiles, most frequent first."""
+    values, counts = np.unique(tiles.reshape(-1, 3), axis=0, return_counts=True)
+    return values[np.argsort(-counts, kind="stable")[:count]]
+
+
+def exact_colour_tiles(tiles: np.ndarray, colours: np.ndarray, tolerance: int, min_share: float) -> np.ndarray:
+    """Bool [N]: the tiles at least `min_share` of whose pixels lie within `tolerance` grey levels, in every
+    channel, of one of `colours` ([C, 3])."""
+    if not len(colours):
+        return np.zeros(len(tiles), dtype=bool)
+    distance = np.abs(tiles.astype(np.int16)[..., None, :] - colours.astype(np.int16)).max(axis=-1).min(axis=-1)
+    return (distance <= tolerance).reshape(len(tiles), -1).mean(axis=1) >= min_share
+
+
+def split_by_group(covered: np.ndarray, precise: np.ndarray, reference_groups: np.ndarray,
+                   generated_groups: np.ndarray, groups: int) -> list[dict]:
+    """Coverage of the reference tiles and precision of the generated ones within each group 0..groups-1."""
+    return [{"train_tiles": int((reference_groups == g).sum()), "coverage": share(covered[reference_groups == g]),
+             "generated_tiles": int((generated_groups == g).sum()), "precision": share(precise[generated_groups == g])}
+            for g in range(groups)]
+
+
+def coverage_by_band(reference: np.ndarray, generated: np.ndarray, features: Callable[[np.ndarray], np.ndarray],
+                     exact: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+    """k-NN coverage of the `reference` tiles and precision of the `generated` ones, overall and per band, and
+    with `exact` (the exact-colour flags of both) for exact-colour tiles and the rest; `features` maps uint8
+    tiles to feature vectors."""
     covered, precise = knn_membership(features(reference), features(generated), k=NEAREST_K)
-    reference_bands, generated_bands = band_indices(reference), band_indices(generated)
-    per_band = [{"train_tiles": int((reference_bands == b).sum()), "coverage": share(covered[reference_bands == b]),
-                 "generated_tiles": int((generated_bands == b).sum()), "precision": share(precise[generated_bands == b])}
-                for b in range(len(BAND_EDGES) - 1)]
-    return {"coverage": share(covered), "precision": share(precise), "per_band": per_band}
+    figures = {"coverage": share(covered), "precision": share(precise),
+               "per_band": split_by_group(covered, precise, band_indices(reference), band_indices(generated),
+                                          len(BAND_EDGES) - 1)}
+    if exact is not None:
+        other, exact_colour = split_by_group(covered, precise, *(flags.astype(int) for flags in exact), 2)
+        figures["exact_colour_tiles"], figures["other_tiles"] = exact_colour, other
+    return figures
 
 
 def feature_function(args: argparse.Namespace) -> Callable[[np.ndarray], np.ndarray]:
@@ -103,9 +145,26 @@ def shown(value: float | None) -> str:
 def print_coverage(bands: list[str], figures: dict, space: str) -> None:
     print(f"k-NN in {space} features against train: coverage {figures['coverage']:.3f}, precision "
           f"{figures['precision']:.3f}\n      band  train tiles  covered | generated  precise")
-    for band, row in zip(bands, figures["per_band"], strict=True):
+    rows = list(zip(bands, figures["per_band"], strict=True))
+    rows += [(name, figures[key]) for name, key in (("exact", "exact_colour_tiles"), ("other", "other_tiles"))
+             if key in figures]
+    for band, row in rows:
         print(f"  {band:>8}  {row['train_tiles']:11d}  {shown(row['coverage']):>7} | {row['generated_tiles']:9d}  "
               f"{shown(row['precision']):>7}")
+
+
+def exact_colour_figures(args: argparse.Namespace, class_tiles: np.ndarray, reference: np.ndarray,
+                         generated: np.ndarray) -> tuple[dict, tuple[np.ndarray, np.ndarray]]:
+    """The class's exact colours (from all its train tiles), the share of exact-colour tiles among the train
+    reference and the generated tiles, and both sets' flags."""
+    colours = frequent_colours(class_tiles, args.exact_colours)
+    flags = tuple(exact_colour_tiles(tiles, colours, args.exact_tolerance, args.exact_min_share)
+                  for tiles in (reference, generated))
+    figures = {"colours": colours.tolist(), "tolerance": args.exact_tolerance, "min_share": args.exact_min_share,
+               "train_share": float(flags[0].mean()), "generated_share": float(flags[1].mean())}
+    print(f"exact-colour tiles ({', '.join(map(str, figures['colours']))}; >= {args.exact_min_share:g} of pixels "
+          f"within {args.exact_tolerance}): train {figures['train_share']:.3f} / generated {figures['generated_share']:.3f}")
+    return figures, flags
 
 
 def total_variation(first: list[float], second: list[float]) -> float:
@@ -129,11 +188,14 @@ def main(args: argparse.Namespace) -> dict:
     result = {"command": command_line("training.brightness_modes", args), "generator": describe_model(args.generator),
               "class": tissue.key, "bands": bands, "train": train, "generated": generated,
               "total_variation": distance}
+    pick = np.random.default_rng(REFERENCE_SEED).choice(len(class_tiles), min(args.count, len(class_tiles)),
+                                                         replace=False)
+    flags = None
+    if args.exact_colours:
+        result["exact_colours"], flags = exact_colour_figures(args, class_tiles, class_tiles[pick], tiles)
     if args.coverage_features:
-        pick = np.random.default_rng(REFERENCE_SEED).choice(len(class_tiles), min(args.count, len(class_tiles)),
-                                                             replace=False)
         result["coverage_by_band"] = {"features": args.coverage_features, "k": NEAREST_K, "reference_seed": REFERENCE_SEED,
-                                      **coverage_by_band(class_tiles[pick], tiles, feature_function(args))}
+                                      **coverage_by_band(class_tiles[pick], tiles, feature_function(args), flags)}
         print_coverage(bands, result["coverage_by_band"], args.coverage_features)
     if args.output:
         Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
