@@ -10,6 +10,14 @@ from pathgen.generator import PixelDiffusionGenerator, UNetShape, build_noise_sc
 from training import brightness_modes
 
 
+def save_tiny_models(folder) -> None:
+    """A random tiny generator in folder/gen and a random classifier in folder/clf."""
+    torch.manual_seed(0)
+    unet = build_unet(UNetShape(block_out_channels=(16, 32), norm_num_groups=8, attention_head_dim=8))
+    PixelDiffusionGenerator(unet, dict(build_noise_scheduler().config), bf16=False).save_pretrained(folder / "gen")
+    TissueClassifier().eval().save_pretrained(folder / "clf")
+
+
 def test_tiles_fall_in_the_band_of_their_mean_grey_level():
     tiles = np.stack([np.full((28, 28, 3), level, dtype=np.uint8) for level in (10, 100, 100, 230)])
     fractions = brightness_modes.band_fractions(tiles)
@@ -19,9 +27,7 @@ def test_tiles_fall_in_the_band_of_their_mean_grey_level():
 
 
 def test_script_compares_generated_bands_with_train_and_records_how(tmp_path, fixture_dir):
-    torch.manual_seed(0)
-    unet = build_unet(UNetShape(block_out_channels=(16, 32), norm_num_groups=8, attention_head_dim=8))
-    PixelDiffusionGenerator(unet, dict(build_noise_scheduler().config), bf16=False).save_pretrained(tmp_path / "gen")
+    save_tiny_models(tmp_path)
     output = tmp_path / "modes.json"
     result = brightness_modes.main(brightness_modes.parse_args([
         "--data-dir", str(fixture_dir), "--generator", str(tmp_path / "gen"), "--count", "3", "--output", str(output)]))
@@ -35,10 +41,7 @@ def test_script_compares_generated_bands_with_train_and_records_how(tmp_path, fi
 
 
 def test_coverage_is_split_by_band_against_train_tiles(tmp_path, fixture_dir):
-    torch.manual_seed(0)
-    unet = build_unet(UNetShape(block_out_channels=(16, 32), norm_num_groups=8, attention_head_dim=8))
-    PixelDiffusionGenerator(unet, dict(build_noise_scheduler().config), bf16=False).save_pretrained(tmp_path / "gen")
-    TissueClassifier().eval().save_pretrained(tmp_path / "clf")
+    save_tiny_models(tmp_path)
     result = brightness_modes.main(brightness_modes.parse_args([
         "--data-dir", str(fixture_dir), "--generator", str(tmp_path / "gen"), "--count", "8",
         "--coverage-features", "classifier", "--classifier", str(tmp_path / "clf")]))
@@ -73,10 +76,7 @@ def test_exact_colour_tiles_are_those_mostly_at_one_of_the_frequent_colours():
 
 
 def test_coverage_is_also_split_into_exact_colour_tiles_and_the_rest(tmp_path, fixture_dir):
-    torch.manual_seed(0)
-    unet = build_unet(UNetShape(block_out_channels=(16, 32), norm_num_groups=8, attention_head_dim=8))
-    PixelDiffusionGenerator(unet, dict(build_noise_scheduler().config), bf16=False).save_pretrained(tmp_path / "gen")
-    TissueClassifier().eval().save_pretrained(tmp_path / "clf")
+    save_tiny_models(tmp_path)
     result = brightness_modes.main(brightness_modes.parse_args([
         "--data-dir", str(fixture_dir), "--generator", str(tmp_path / "gen"), "--count", "8", "--exact-colours", "2",
         "--exact-tolerance", "255", "--coverage-features", "classifier", "--classifier", str(tmp_path / "clf")]))
