@@ -63,6 +63,9 @@ class SamplingDefaults:
     # Subfolder of the generator folder with this profile's own network (e.g. "unet-bank": a bigger UNet for the
     # offline bank, too slow for live use); empty: the folder's main network.
     model: str = ""
+    # Networks for named classes (class key -> subfolder) in place of `model`: a network fine-tuned on one class
+    # can fit it more closely than one shared by all nine.
+    class_models: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not is_whole_in(self.steps, 1, MAX_STEPS):
@@ -86,13 +89,22 @@ class SamplingDefaults:
                              f"got {weight!r}.")
         self.discriminator_guidance = float(weight)
         self.class_guidance = checked_class_guidance(self.class_guidance)
-        if self.model != "" and not (isinstance(self.model, str) and MODEL_FOLDER_PATTERN.fullmatch(self.model)):
+        if self.model != "" and not is_model_folder(self.model):
             raise ValueError("model must be empty or the name of a subfolder of the generator folder (letters, digits, "
                              f"'_', '-', '.'; at most 64), got {str(self.model)[:60]!r}.")
+        self.class_models = checked_class_models(self.class_models)
 
     def guidance_for(self, class_index: int) -> float:
         """The guidance scale this profile samples class `class_index` with."""
         return self.class_guidance.get(resolve_class(class_index).key, self.guidance)
+
+    def model_for(self, class_index: int) -> str:
+        """The network (subfolder name; empty: the main one) this profile samples class `class_index` with."""
+        return self.class_models.get(resolve_class(class_index).key, self.model)
+
+    def models(self) -> set[str]:
+        """Every network this profile samples with, named as in `model` ("" for the main one)."""
+        return {self.model, *self.class_models.values()}
 
     def describe_guidance(self) -> str:
         return describe_guidance(self.guidance, self.class_guidance)
@@ -101,7 +113,7 @@ class SamplingDefaults:
         """The settings as generator_config.json stores them; discriminator guidance, per-class scales and a model
         of its own only where used, so configs, hashes and cache keys of generators without them stay what they were."""
         settings = asdict(self)
-        for optional in ("discriminator_guidance", "class_guidance", "model"):
+        for optional in ("discriminator_guidance", "class_guidance", "model", "class_models"):
             if not settings[optional]:
                 del settings[optional]
         return settings
@@ -128,6 +140,24 @@ def checked_class_guidance(class_guidance: object) -> dict[str, float]:
             raise ValueError(f"class_guidance[{key!r}] must be a number from 0 to {MAX_GUIDANCE}, got {scale!r}.")
         scales[key] = float(scale)
     return {tissue.key: scales[tissue.key] for tissue in TISSUE_CLASSES if tissue.key in scales}
+
+
+def is_model_folder(name: object) -> bool:
+    return isinstance(name, str) and MODEL_FOLDER_PATTERN.fullmatch(name) is not None
+
+
+def checked_class_models(class_models: object) -> dict[str, str]:
+    """{class key: subfolder} in class order, from keys, indices or names; ValueError naming what is wrong."""
+    if not isinstance(class_models, dict):
+        raise ValueError(f"class_models must map class keys to network subfolders, got {str(class_models)[:60]!r}.")
+    models = {}
+    for class_ref, name in class_models.items():
+        key = resolve_class(class_ref).key
+        if not is_model_folder(name):
+            raise ValueError(f"class_models[{key!r}] must name a subfolder of the generator folder (letters, digits, "
+                             f"'_', '-', '.'; at most 64), got {str(name)[:60]!r}.")
+        models[key] = name
+    return {tissue.key: models[tissue.key] for tissue in TISSUE_CLASSES if tissue.key in models}
 
 
 @dataclass
@@ -212,7 +242,8 @@ class BatchedGenerator:
         guidance = settings.guidance_for(class_index) if guidance is None else guidance
         class_index = check_generation_args(class_index, n, seed, steps, guidance)
         settings = SamplingDefaults(**{**asdict(settings), "steps": int(steps), "guidance": float(guidance),
-                                       "class_guidance": {}})
+                                       "class_guidance": {}, "model": settings.model_for(class_index),
+                                       "class_models": {}})
         # A CPU generator draws the same noise for a seed on every device.
         generator = torch.Generator().manual_seed(int(seed) if seed is not None else int(torch.seed() % 2**63))
         return class_index, settings, generator

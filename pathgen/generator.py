@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -193,7 +193,8 @@ class PixelDiffusionGenerator(BatchedGenerator):
     """The shipped backend: `generate(class, n, profile=...)` -> uint8 [n, 28, 28, 3].
 
     A profile may sample with a network of its own (`SamplingDefaults.model`, a subfolder beside `unet/`), so the
-    offline `bank` can use a bigger UNet than the app's `live` generation can afford."""
+    offline `bank` can use a bigger UNet than the app's `live` generation can afford, and with networks of their
+    own for named classes (`SamplingDefaults.class_models`)."""
 
     def __init__(self, unet: UNet2DModel, scheduler_config: dict, profiles: SamplingProfiles | None = None,
                  batch_size: int = 64, bf16: bool | None = None,
@@ -206,14 +207,15 @@ class PixelDiffusionGenerator(BatchedGenerator):
         if discriminator is None and any(self.profiles.get(name).discriminator_guidance for name in PROFILES):
             raise ValueError("A sampling profile asks for discriminator guidance but the generator has no "
                              f"discriminator/ folder; train one with {REBUILD}, or set discriminator_guidance to 0.")
-        for name in PROFILES:
-            self.pipeline_for(self.profiles.get(name))  # every profile's network is there
+        for name in PROFILES:  # every network a profile names is there
+            for model in self.profiles.get(name).models():
+                self.pipeline_for(replace(self.profiles.get(name), model=model, class_models={}))
         self.batch_size = batch_size
         # Images depend on the precision, so a seed repeats an image only at the same one; None: native bf16 only.
         self.bf16 = has_fast_bf16() if bf16 is None else bf16
 
     def pipeline_for(self, settings: SamplingDefaults) -> ClassConditionalPipeline:
-        """The pipeline of the network these settings sample with."""
+        """The pipeline of the network these settings sample with (`model`; `generate` resolves `class_models`)."""
         if settings.model in ("", MAIN_MODEL):
             return self.pipeline
         if settings.model not in self.profile_pipelines:
@@ -260,7 +262,7 @@ class PixelDiffusionGenerator(BatchedGenerator):
         try:
             profiles = SamplingProfiles.from_config(read_generator_config(folder))
             unet = UNet2DModel.from_pretrained(folder / MAIN_MODEL, torch_dtype=torch.float32)
-            own = {profiles.get(name).model for name in PROFILES} - {"", MAIN_MODEL}
+            own = set().union(*(profiles.get(name).models() for name in PROFILES)) - {"", MAIN_MODEL}
             profile_unets = {name: UNet2DModel.from_pretrained(folder / name, torch_dtype=torch.float32)
                              for name in sorted(own)}
             scheduler_config = dict(DDPMScheduler.load_config(folder / "scheduler"))

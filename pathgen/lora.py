@@ -82,9 +82,9 @@ class LoraGenerator(BatchedGenerator):
             if profiles.get(name).discriminator_guidance:
                 raise ValueError(f"Discriminator guidance exists for the pixel-diffusion backend only; set the {name} "
                                  "profile's discriminator_guidance to 0.")
-            if profiles.get(name).model:
+            if profiles.get(name).model or profiles.get(name).class_models:
                 raise ValueError(f"The Stable Diffusion + LoRA backend samples every profile with its one adapter; "
-                                 f"clear the {name} profile's model.")
+                                 f"clear the {name} profile's model and class_models.")
         pipe.set_progress_bar_config(disable=True)
         self.pipe = pipe
         self.resolution = resolution

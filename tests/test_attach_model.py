@@ -41,6 +41,27 @@ def test_bank_profile_samples_with_the_attached_network_and_live_keeps_its_own(t
     assert inherited.bank == SamplingDefaults(steps=4, guidance=2.0) and inherited.live == PROFILES.live
 
 
+def test_a_network_attached_for_one_class_samples_that_class_only(tmp_path):
+    save_tiny_generator(tmp_path / "gen", seed=0)
+    save_tiny_generator(tmp_path / "special", seed=1)
+    before = load_generator(tmp_path / "gen")
+    attach_model.main(attach_model.parse_args(["--generator", str(tmp_path / "gen"), "--source", str(tmp_path / "special"),
+                                               "--name", "unet-background", "--class", "Background"]))
+    generator, special = load_generator(tmp_path / "gen"), load_generator(tmp_path / "special")
+    assert generator.profiles.bank.class_models == {"background": "unet-background"} and generator.profiles.bank.model == ""
+    np.testing.assert_array_equal(generator.generate(1, 2, seed=3, profile="bank"), special.generate(1, 2, seed=3, profile="bank"))
+    np.testing.assert_array_equal(generator.generate(2, 2, seed=3, profile="bank"), before.generate(2, 2, seed=3, profile="bank"))
+    # Replacing the class's network removes the copy nothing samples with any more.
+    attach_model.main(attach_model.parse_args(["--generator", str(tmp_path / "gen"), "--source", str(tmp_path / "special"),
+                                               "--name", "unet-background-2", "--class", "background"]))
+    assert not (tmp_path / "gen" / "unet-background").exists()
+    inherited = train_generator.inherited_profiles(str(tmp_path / "gen"))
+    assert inherited.bank.class_models == {}
+    with pytest.raises(SystemExit):
+        attach_model.main(attach_model.parse_args(["--generator", str(tmp_path / "gen"), "--source",
+                                                   str(tmp_path / "special"), "--class", "no-such-tissue"]))
+
+
 def test_tuning_a_profile_keeps_its_network(tmp_path, fixture_dir):
     save_tiny_generator(tmp_path / "gen", seed=0)
     save_tiny_generator(tmp_path / "big", seed=1)

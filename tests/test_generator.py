@@ -412,6 +412,37 @@ def test_a_profile_samples_with_its_own_network_and_keeps_it_through_save_and_lo
         PixelDiffusionGenerator(main, config, SamplingProfiles(live, replace(bank, model="unet-bank")))
 
 
+def test_a_class_samples_with_its_own_network_and_the_other_classes_do_not(tmp_path):
+    config, live = dict(build_noise_scheduler().config), SamplingDefaults(steps=3)
+    bank = SamplingDefaults(steps=4, class_models={"background": "unet-background"})
+    main, other = tiny_unet(0), tiny_unet(1)
+    own = PixelDiffusionGenerator(main, config, SamplingProfiles(live, bank), bf16=False,
+                                  profile_unets={"unet-background": other})
+    only_main = PixelDiffusionGenerator(main, config, SamplingProfiles(live, replace(bank, class_models={})), bf16=False)
+    only_other = PixelDiffusionGenerator(other, config, SamplingProfiles(live, replace(bank, class_models={})), bf16=False)
+    for class_index, profile, same in ((1, "bank", only_other), (3, "bank", only_main), (1, "live", only_main)):
+        np.testing.assert_array_equal(own.generate(class_index, 2, seed=5, profile=profile),
+                                      same.generate(class_index, 2, seed=5, profile=profile))
+    own.save_pretrained(tmp_path / "own")
+    saved = json.loads((tmp_path / "own" / GENERATOR_CONFIG_NAME).read_text())["sampling_profiles"]
+    assert saved["bank"]["class_models"] == {"background": "unet-background"} and "class_models" not in saved["live"]
+    only_other.save_pretrained(tmp_path / "other")  # both saved in fp16
+    np.testing.assert_array_equal(load_generator(tmp_path / "own").generate(1, 2, seed=5, profile="bank"),
+                                  load_generator(tmp_path / "other").generate(1, 2, seed=5, profile="bank"))
+    shutil.rmtree(tmp_path / "own" / "unet-background")
+    with pytest.raises(ValueError, match="corrupt or incomplete"):
+        load_generator(tmp_path / "own")
+    with pytest.raises(ValueError, match="lacks"):
+        PixelDiffusionGenerator(main, config, SamplingProfiles(live, bank))
+
+
+@pytest.mark.parametrize("class_models", [{"no-such-tissue": "unet-x"}, {"background": "../unet"},
+                                          {"background": 3}, ["background"], {"background": "x" * 100}])
+def test_bad_class_models_are_refused(class_models):
+    with pytest.raises(ValueError, match="class|no-such-tissue|Unknown"):
+        SamplingDefaults(class_models=class_models)
+
+
 def test_class_weights_draw_the_named_class_that_much_more_often():
     labels = torch.arange(NUM_CLASSES).repeat_interleave(100)
     weights = train_generator.draw_weights(labels, train_generator.parse_class_weights(["background=5"]))

@@ -6,8 +6,9 @@
 The app's `live` generation has a speed target that a bigger UNet misses on a 2-core CPU, while the offline
 `bank` is built once and can afford one. This copies the source's `unet/` (fp16 safetensors and config, as
 `save_pretrained` wrote them) into GENERATOR/NAME/, with the source's training.json beside it so the network's
-history travels with it, and sets the profile's `model` to NAME; every other setting of the profile stays. Both
-folders must be pixel-diffusion generators on the same noise schedule. Run `python -m training.tune_sampling
+history travels with it, and sets the profile's `model` to NAME (with --class, the profile's `class_models` entry
+for that class: a network fine-tuned on one class samples that class only); every other setting of the profile
+stays. Both folders must be pixel-diffusion generators on the same noise schedule. Run `python -m training.tune_sampling
 --profile PROFILE` afterwards: the profile's guidance was chosen for the network it sampled with before.
 """
 
@@ -18,6 +19,7 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
+from pathgen.data import resolve_class
 from pathgen.generation import MODEL_FOLDER_PATTERN, PROFILES, SamplingProfiles, read_generator_config, write_sampling_defaults
 from pathgen.generator import BACKEND, MAIN_MODEL, PixelDiffusionGenerator
 
@@ -32,6 +34,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--source", required=True,
                         help="Pixel-diffusion generator folder whose unet/ is copied, e.g. an export of train_generator.")
     parser.add_argument("--name", default="unet-bank", help="Subfolder of --generator the network is copied to.")
+    parser.add_argument("--class", dest="tissue", default=None,
+                        help="Attach it for this tissue class only (key, e.g. background): the profile samples that "
+                             "class with it and the others as before.")
     return parser.parse_args(argv)
 
 
@@ -44,6 +49,11 @@ def pixel_config(folder: Path) -> dict:
 
 
 def check_names(args: argparse.Namespace) -> None:
+    if args.tissue is not None:
+        try:
+            args.tissue = resolve_class(args.tissue).key
+        except ValueError as error:
+            raise SystemExit(str(error)) from None
     if not MODEL_FOLDER_PATTERN.fullmatch(args.name) or args.name in RESERVED_NAMES:
         raise SystemExit(f"--name must be a plain folder name other than {', '.join(RESERVED_NAMES)}, got {args.name!r}.")
     if Path(args.source).resolve() == Path(args.generator).resolve():
@@ -67,13 +77,19 @@ def main(args: argparse.Namespace) -> None:
     shutil.copytree(source_dir / MAIN_MODEL, target)
     if (source_dir / "training.json").is_file():
         shutil.copy2(source_dir / "training.json", target / "training.json")
-    replaced = profiles.get(args.profile).model
-    write_sampling_defaults(generator_dir, replace(profiles.get(args.profile), model=args.name), profile=args.profile)
-    others = {profiles.get(name).model for name in PROFILES if name != args.profile}
-    if replaced not in ("", MAIN_MODEL, args.name, *others):
-        shutil.rmtree(generator_dir / replaced, ignore_errors=True)  # no profile samples with it any more
+    before = profiles.get(args.profile)
+    if args.tissue:
+        after = replace(before, class_models={**before.class_models, args.tissue: args.name})
+        replaced = before.class_models.get(args.tissue, "")
+    else:
+        after, replaced = replace(before, model=args.name), before.model
+    write_sampling_defaults(generator_dir, after, profile=args.profile)
+    in_use = set().union(after.models(), *(profiles.get(name).models() for name in PROFILES if name != args.profile))
+    if replaced not in ("", MAIN_MODEL, *in_use):
+        shutil.rmtree(generator_dir / replaced, ignore_errors=True)  # nothing samples with it any more
     PixelDiffusionGenerator.from_pretrained(generator_dir)  # loads, or says what is wrong
-    print(f"{generator_dir}: profile {args.profile!r} now samples with {target} (copied from {source_dir / MAIN_MODEL})")
+    what = f"profile {args.profile!r}" + (f", class {args.tissue!r}," if args.tissue else "")
+    print(f"{generator_dir}: {what} now samples with {target} (copied from {source_dir / MAIN_MODEL})")
 
 
 if __name__ == "__main__":

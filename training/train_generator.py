@@ -290,11 +290,12 @@ def train_step(state: TrainingState, train_x: torch.Tensor, train_y: torch.Tenso
 
 def inherited_profiles(init_from: str | None) -> SamplingProfiles | None:
     """A fine-tuned model keeps the sampling profiles of the folder it started from, each sampling with the
-    trained network: a profile's network of its own (e.g. unet-bank/) is not trained here and not exported."""
+    trained network: a profile's or a class's network of its own (e.g. unet-bank/) is not trained here and not
+    exported."""
     if init_from is None:
         return None
     profiles = SamplingProfiles.from_config(read_generator_config(init_from))
-    return SamplingProfiles(**{name: replace(profiles.get(name), model="") for name in PROFILES})
+    return SamplingProfiles(**{name: replace(profiles.get(name), model="", class_models={}) for name in PROFILES})
 
 
 def export_snapshots(state: TrainingState, scheduler, held_out, args, checkpoint_dir: Path) -> dict:
