@@ -12,6 +12,7 @@ import importlib
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -129,17 +130,25 @@ def describe_guidance(guidance: float, class_guidance: dict[str, float] | None =
     return f"{guidance:g}" + (f" ({named})" if named else "")
 
 
+def checked_per_class(mapping: object, field_name: str, valid: Callable[[object], bool], expected: str) -> dict:
+    """{class key: value} in class order from a dict keyed by class keys, indices or names, each value passing
+    `valid`; ValueError naming the field and what was `expected` of its values."""
+    if not isinstance(mapping, dict):
+        raise ValueError(f"{field_name} must map class keys to {expected}, got {str(mapping)[:60]!r}.")
+    values = {}
+    for class_ref, value in mapping.items():
+        key = resolve_class(class_ref).key
+        if not valid(value):
+            raise ValueError(f"{field_name}[{key!r}] must be {expected}, got {str(value)[:60]!r}.")
+        values[key] = value
+    return {tissue.key: values[tissue.key] for tissue in TISSUE_CLASSES if tissue.key in values}
+
+
 def checked_class_guidance(class_guidance: object) -> dict[str, float]:
     """{class key: scale} in class order, from keys, indices or names; ValueError naming what is wrong."""
-    if not isinstance(class_guidance, dict):
-        raise ValueError(f"class_guidance must map class keys to guidance scales, got {str(class_guidance)[:60]!r}.")
-    scales = {}
-    for class_ref, scale in class_guidance.items():
-        key = resolve_class(class_ref).key
-        if not is_number_in(scale, 0.0, MAX_GUIDANCE):
-            raise ValueError(f"class_guidance[{key!r}] must be a number from 0 to {MAX_GUIDANCE}, got {scale!r}.")
-        scales[key] = float(scale)
-    return {tissue.key: scales[tissue.key] for tissue in TISSUE_CLASSES if tissue.key in scales}
+    scales = checked_per_class(class_guidance, "class_guidance", lambda scale: is_number_in(scale, 0.0, MAX_GUIDANCE),
+                               f"a number from 0 to {MAX_GUIDANCE}")
+    return {key: float(scale) for key, scale in scales.items()}
 
 
 def is_model_folder(name: object) -> bool:
@@ -148,16 +157,8 @@ def is_model_folder(name: object) -> bool:
 
 def checked_class_models(class_models: object) -> dict[str, str]:
     """{class key: subfolder} in class order, from keys, indices or names; ValueError naming what is wrong."""
-    if not isinstance(class_models, dict):
-        raise ValueError(f"class_models must map class keys to network subfolders, got {str(class_models)[:60]!r}.")
-    models = {}
-    for class_ref, name in class_models.items():
-        key = resolve_class(class_ref).key
-        if not is_model_folder(name):
-            raise ValueError(f"class_models[{key!r}] must name a subfolder of the generator folder (letters, digits, "
-                             f"'_', '-', '.'; at most 64), got {str(name)[:60]!r}.")
-        models[key] = name
-    return {tissue.key: models[tissue.key] for tissue in TISSUE_CLASSES if tissue.key in models}
+    return checked_per_class(class_models, "class_models", is_model_folder,
+                             "the name of a subfolder of the generator folder (letters, digits, '_', '-', '.'; at most 64)")
 
 
 @dataclass
