@@ -58,7 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--generator", default="assets/generator", help="Generator folder (either backend).")
     parser.add_argument("--classifier", default="assets/classifier", help="The classifier that validates every tile.")
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help="Acceptance probability.")
-    parser.add_argument("--unfiltered", action="store_true",
+    parser.add_argument("--unfiltered", action=argparse.BooleanOptionalAction, default=False,
                         help="Keep every tile as drawn, with no classifier in the loop (e.g. the fakes a discriminator "
                              "learns from); --threshold and --max-attempts then do nothing.")
     parser.add_argument("--classes", nargs="+", default=None, metavar="CLASS",
