@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,6 +79,18 @@ def resolve_class(class_ref: int | str) -> TissueClass:
                 return tissue
     valid = ", ".join(f"{c.index}={c.key}" for c in TISSUE_CLASSES)
     raise ValueError(f"Unknown tissue class {str(class_ref)[:40]!r}; expected one of {valid}.")
+
+
+def class_keys(class_refs: Iterable[int | str] | None) -> list[str]:
+    """The keys of the named classes in the order given, each once; [] when none is named (ValueError for an unknown
+    one, from `resolve_class`)."""
+    return list(dict.fromkeys(resolve_class(ref).key for ref in class_refs or ()))
+
+
+def class_indices(class_refs: Iterable[int | str] | None) -> list[int]:
+    """The indices of the named classes; every class when none is named."""
+    keys = class_keys(class_refs)
+    return [resolve_class(key).index for key in keys] if keys else list(range(NUM_CLASSES))
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:

@@ -91,6 +91,9 @@ class NoisyTileDiscriminator(nn.Module):
         self.blocks = nn.ModuleList(ConditionedBlock(a, b, dim) for a, b in zip((3, *channels[:-1]), channels, strict=True))
         self.head = nn.Linear(channels[-1], 1)
         self.projection = nn.Embedding(self.config.num_classes, channels[-1])  # the class-projection term
+        # Built once: guidance asks for it at every sampling step. Empty means every class.
+        corrected = [resolve_class(key).index for key in self.config.classes]
+        self.register_buffer("corrected_classes", torch.tensor(corrected, dtype=torch.long), persistent=False)
 
     def forward(self, x_t: torch.Tensor, sigma: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         condition = self.noise_embedding(sigma) + self.class_embedding(labels)
@@ -122,10 +125,10 @@ class NoisyTileDiscriminator(nn.Module):
 
 def corrected_tiles(discriminator: nn.Module, labels: torch.Tensor) -> torch.Tensor:
     """Bool [n]: the tiles whose class `discriminator` was trained on (every tile unless its config names classes)."""
-    classes = getattr(getattr(discriminator, "config", None), "classes", ())
-    if not classes:
+    corrected = getattr(discriminator, "corrected_classes", None)
+    if corrected is None or not len(corrected):
         return torch.ones(len(labels), dtype=torch.bool)
-    return torch.isin(labels, torch.tensor([resolve_class(key).index for key in classes]))
+    return torch.isin(labels, corrected)
 
 
 def logit_gradient(discriminator: nn.Module, x_t: torch.Tensor, sigma: float, labels: torch.Tensor) -> torch.Tensor:

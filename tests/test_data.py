@@ -6,6 +6,8 @@ from pathgen.data import (
     TISSUE_CLASSES,
     DataNotFoundError,
     check_images,
+    class_indices,
+    class_keys,
     load_split,
     resolve_class,
     resolve_data_dir,
@@ -57,6 +59,15 @@ def test_resolve_class_accepts_index_key_and_name(ref, expected):
 def test_resolve_class_rejects_unknown(ref):
     with pytest.raises(ValueError, match="Unknown tissue class"):
         resolve_class(ref)
+
+
+def test_class_keys_and_indices_keep_order_once_and_default_to_every_class():
+    assert class_keys(["stroma", "Background", 0, "stroma"]) == ["stroma", "background", "adipose"]
+    assert class_keys(None) == class_keys([]) == []
+    assert class_indices(["stroma", "background"]) == [7, 1]
+    assert class_indices(None) == class_indices([]) == list(range(NUM_CLASSES))
+    with pytest.raises(ValueError, match="Unknown tissue class"):
+        class_keys(["background", "tumor"])
 
 
 def test_check_images_shapes_and_ranges():

@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from pathgen.discriminator import DiscriminatorConfig, NoisyTileDiscriminator, logit_gradient, vp_noise
+from pathgen.discriminator import (
+    DiscriminatorConfig,
+    NoisyTileDiscriminator,
+    corrected_tiles,
+    logit_gradient,
+    vp_noise,
+)
 from pathgen.generation import SamplingDefaults, SamplingProfiles, load_generator
 from pathgen.generator import PixelDiffusionGenerator, UNetShape, build_noise_scheduler, build_unet
 from pathgen.lora import LoraGenerator
@@ -68,7 +74,10 @@ def test_a_discriminator_trained_on_named_classes_corrects_only_their_tiles(tmp_
     np.testing.assert_array_equal(plain.generate(0, 3, seed=4), guided.generate(0, 3, seed=4))  # adipose: untouched
     assert np.abs(plain.generate(1, 3, seed=4).astype(int) - guided.generate(1, 3, seed=4)).max() > 0
     background_only.save_pretrained(tmp_path / "d")
-    assert NoisyTileDiscriminator.from_pretrained(tmp_path / "d").config.classes == ("background",)
+    loaded = NoisyTileDiscriminator.from_pretrained(tmp_path / "d")
+    assert loaded.config.classes == ("background",)
+    assert corrected_tiles(loaded, torch.tensor([0, 1, 7, 1])).tolist() == [False, True, False, True]
+    assert corrected_tiles(NoisyTileDiscriminator(TINY), torch.tensor([0, 1])).tolist() == [True, True]
 
 
 def test_a_discriminator_config_naming_an_unknown_class_names_the_rebuild_command(tmp_path):

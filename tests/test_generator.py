@@ -25,7 +25,7 @@ from pathgen.generator import (
     karras_timesteps,
 )
 from tests.conftest import ASSETS
-from training import train_generator
+from training import evaluate_generator, train_generator
 
 TINY = ["--channels", "16", "32", "--norm-groups", "8", "--batch-size", "8", "--threads", "1"]
 
@@ -383,6 +383,23 @@ def tiny_unet(seed: int):
     return build_unet(UNetShape(block_out_channels=(16, 32), norm_num_groups=8, attention_head_dim=8))
 
 
+def round_trip_extra_network(tmp_path, own, same, class_index, folder, build_without) -> dict:
+    """Saves `own` (with an extra network in `folder`) and `same`, both in fp16; checks that loaded they sample
+    `class_index` at `bank` alike; then that without `folder` the loader, and `build_without` (a constructor given no
+    network for it), refuse. Returns the sampling profiles `own` saved."""
+    own.save_pretrained(tmp_path / "own")
+    same.save_pretrained(tmp_path / "other")
+    saved = json.loads((tmp_path / "own" / GENERATOR_CONFIG_NAME).read_text())["sampling_profiles"]
+    np.testing.assert_array_equal(load_generator(tmp_path / "own").generate(class_index, 2, seed=5, profile="bank"),
+                                  load_generator(tmp_path / "other").generate(class_index, 2, seed=5, profile="bank"))
+    shutil.rmtree(tmp_path / "own" / folder)
+    with pytest.raises(ValueError, match="corrupt or incomplete"):
+        load_generator(tmp_path / "own")
+    with pytest.raises(ValueError, match="lacks"):
+        build_without()
+    return saved
+
+
 def test_a_profile_samples_with_its_own_network_and_keeps_it_through_save_and_load(tmp_path):
     config, live, bank = dict(build_noise_scheduler().config), SamplingDefaults(steps=3), SamplingDefaults(steps=4)
     main, other = tiny_unet(0), tiny_unet(1)
@@ -398,18 +415,9 @@ def test_a_profile_samples_with_its_own_network_and_keeps_it_through_save_and_lo
                                   only_other.generate_guided(examples, 3, 2, strength=0.5, seed=5, profile="bank"))
     assert own.unet_for("bank") is other and own.unet_for("live") is main
 
-    own.save_pretrained(tmp_path / "own")
-    only_other.save_pretrained(tmp_path / "other")
-    assert json.loads((tmp_path / "own" / GENERATOR_CONFIG_NAME).read_text())["sampling_profiles"]["bank"]["model"] == "unet-bank"
-    assert "model" not in json.loads((tmp_path / "own" / GENERATOR_CONFIG_NAME).read_text())["sampling_profiles"]["live"]
-    np.testing.assert_array_equal(load_generator(tmp_path / "own").generate(3, 2, seed=5, profile="bank"),
-                                  load_generator(tmp_path / "other").generate(3, 2, seed=5, profile="bank"))
-    # The folder's network for the profile is gone: the loader says the folder is incomplete.
-    shutil.rmtree(tmp_path / "own" / "unet-bank")
-    with pytest.raises(ValueError, match="corrupt or incomplete"):
-        load_generator(tmp_path / "own")
-    with pytest.raises(ValueError, match="lacks"):
-        PixelDiffusionGenerator(main, config, SamplingProfiles(live, replace(bank, model="unet-bank")))
+    saved = round_trip_extra_network(tmp_path, own, only_other, 3, "unet-bank", lambda: PixelDiffusionGenerator(
+        main, config, SamplingProfiles(live, replace(bank, model="unet-bank"))))
+    assert saved["bank"]["model"] == "unet-bank" and "model" not in saved["live"]
 
 
 def test_a_class_samples_with_its_own_network_and_the_other_classes_do_not(tmp_path):
@@ -423,17 +431,13 @@ def test_a_class_samples_with_its_own_network_and_the_other_classes_do_not(tmp_p
     for class_index, profile, same in ((1, "bank", only_other), (3, "bank", only_main), (1, "live", only_main)):
         np.testing.assert_array_equal(own.generate(class_index, 2, seed=5, profile=profile),
                                       same.generate(class_index, 2, seed=5, profile=profile))
-    own.save_pretrained(tmp_path / "own")
-    saved = json.loads((tmp_path / "own" / GENERATOR_CONFIG_NAME).read_text())["sampling_profiles"]
+    saved = round_trip_extra_network(tmp_path, own, only_other, 1, "unet-background",
+                                     lambda: PixelDiffusionGenerator(main, config, SamplingProfiles(live, bank)))
     assert saved["bank"]["class_models"] == {"background": "unet-background"} and "class_models" not in saved["live"]
-    only_other.save_pretrained(tmp_path / "other")  # both saved in fp16
-    np.testing.assert_array_equal(load_generator(tmp_path / "own").generate(1, 2, seed=5, profile="bank"),
-                                  load_generator(tmp_path / "other").generate(1, 2, seed=5, profile="bank"))
-    shutil.rmtree(tmp_path / "own" / "unet-background")
-    with pytest.raises(ValueError, match="corrupt or incomplete"):
-        load_generator(tmp_path / "own")
-    with pytest.raises(ValueError, match="lacks"):
-        PixelDiffusionGenerator(main, config, SamplingProfiles(live, bank))
+    described = evaluate_generator.class_architectures(own, "bank")
+    assert list(described) == ["background"] and described["background"]["folder"] == "unet-background"
+    assert list(described["background"]["block_out_channels"]) == list(other.config.block_out_channels)
+    assert evaluate_generator.class_architectures(own, "live") == {}
 
 
 @pytest.mark.parametrize("class_models", [{"no-such-tissue": "unet-x"}, {"background": "../unet"},

@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import matplotlib
@@ -300,6 +300,7 @@ def main(args: argparse.Namespace) -> dict:
     metrics = {
         "generator": describe_model(args.generator) | {
             "unet": model_architecture(generator, args.profile),
+            "class_unets": class_architectures(generator, args.profile),
             "profile": args.profile, "sampling": settings.to_dict(), "sampled_in_bf16": getattr(generator, "bf16", None),
             "cpu_capability": torch.backends.cpu.get_cpu_capability()},
         "classifier": describe_model(args.classifier) | {"config": asdict(classifier.config)},
@@ -345,6 +346,18 @@ def write_figures(metrics: dict, val_images: np.ndarray, val_labels: np.ndarray,
 def model_architecture(generator, profile: str) -> dict:
     """The config of the denoiser `profile` samples with: a pixel UNet, or the LoRA backend's Stable Diffusion UNet."""
     unet = generator.unet_for(profile) if hasattr(generator, "unet_for") else generator.pipe.unet
+    return unet_description(unet)
+
+
+def class_architectures(generator, profile: str) -> dict:
+    """{class key: its network's folder and config} for the classes `profile` samples with networks of their own."""
+    settings = generator.profiles.get(profile)
+    return {key: {"folder": folder} | unet_description(
+                generator.pipeline_for(replace(settings, model=folder, class_models={})).unet)
+            for key, folder in getattr(settings, "class_models", {}).items()}
+
+
+def unet_description(unet) -> dict:
     return {k: v for k, v in unet.config.items() if not k.startswith("_")}
 
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from pathgen.classifier import TissueClassifier
-from pathgen.data import CLASS_NAMES, NUM_CLASSES, add_data_arguments, load_split, resolve_class
+from pathgen.data import CLASS_NAMES, NUM_CLASSES, add_data_arguments, class_indices, class_keys, load_split
 from pathgen.generation import PROFILES, load_generator
 from pathgen.memorisation import NearCopyReference
 from pathgen.validation import DEFAULT_THRESHOLD
@@ -87,7 +87,7 @@ def check_args(args: argparse.Namespace) -> None:
     if args.unfiltered and (args.guided_by_split or args.exclude_near_copies):
         raise SystemExit("--unfiltered draws plain samples: it takes neither --guided-by-split nor --exclude-near-copies.")
     try:
-        args.classes = [resolve_class(key).key for key in args.classes] if args.classes else []
+        args.classes = class_keys(args.classes)
     except ValueError as error:
         raise SystemExit(str(error)) from None
 
@@ -112,7 +112,7 @@ def main(args: argparse.Namespace) -> dict:
     if args.exclude_near_copies:
         exclude = NearCopyReference.load(args.data_dir, download=args.download).near_copies
     arrays, record_splits = {}, {}
-    classes = [resolve_class(key).index for key in args.classes] or list(range(NUM_CLASSES))
+    classes = class_indices(args.classes)
     for split, count in (("train", args.per_class), ("val", args.val_per_class), ("test", args.test_per_class)):
         if count == 0:
             continue

@@ -26,7 +26,15 @@ import torch
 from tqdm import tqdm
 
 from pathgen.augment import random_dihedral
-from pathgen.data import CLASS_NAMES, NUM_CLASSES, add_data_arguments, load_split, per_class_indices, resolve_class
+from pathgen.data import (
+    CLASS_NAMES,
+    NUM_CLASSES,
+    add_data_arguments,
+    class_indices,
+    class_keys,
+    load_split,
+    per_class_indices,
+)
 from pathgen.discriminator import (
     FOLDER_NAME,
     MAX_SIGMA,
@@ -64,15 +72,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not 0 < args.held_out_fraction < 0.5 or args.steps < 1 or args.batch_size < 2 or args.per_class < 2:
         parser.error("--held-out-fraction must be in (0, 0.5), --steps >= 1, --batch-size >= 2, --per-class >= 2.")
     try:
-        args.classes = [resolve_class(key).key for key in args.classes] if args.classes else []
+        args.classes = class_keys(args.classes)
     except ValueError as error:
         parser.error(str(error))
     return args
-
-
-def class_indices(keys: list[str]) -> list[int]:
-    """The indices of the named classes; every class for none."""
-    return [resolve_class(key).index for key in keys] if keys else list(range(NUM_CLASSES))
 
 
 def split_held_out(images: np.ndarray, labels: np.ndarray, fraction: float, rng: np.random.Generator) -> tuple:
