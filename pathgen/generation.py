@@ -22,6 +22,9 @@ import torch
 
 from .checks import is_number_in, is_whole_in
 from .data import TISSUE_CLASSES, resolve_class
+from .flat_fields import MAX_COLOURS as MAX_FLAT_COLOURS
+from .flat_fields import MAX_TOLERANCE as MAX_FLAT_TOLERANCE
+from .flat_fields import is_flat_field, normalised_flat_field, snap_to_colours
 from .guided import check_examples, check_strength, starting_tiles
 
 MAX_IMAGES_PER_CALL = 1024
@@ -67,6 +70,9 @@ class SamplingDefaults:
     # Networks for named classes (class key -> subfolder) in place of `model`: a network fine-tuned on one class
     # can fit it more closely than one shared by all nine.
     class_models: dict[str, str] = field(default_factory=dict)
+    # Flat-field colours for named classes (class key -> {"colours": [[r, g, b], ...], "tolerance": levels}): the
+    # exact values a scan renders blank glass as, which a continuous model never draws (pathgen.flat_fields).
+    flat_fields: dict[str, dict] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not is_whole_in(self.steps, 1, MAX_STEPS):
@@ -94,6 +100,10 @@ class SamplingDefaults:
             raise ValueError("model must be empty or the name of a subfolder of the generator folder (letters, digits, "
                              f"'_', '-', '.'; at most 64), got {str(self.model)[:60]!r}.")
         self.class_models = checked_class_models(self.class_models)
+        self.flat_fields = {key: normalised_flat_field(spec) for key, spec in checked_per_class(
+            self.flat_fields, "flat_fields", is_flat_field,
+            f'{{"colours": 1 to {MAX_FLAT_COLOURS} [r, g, b] triples of whole numbers 0-255, '
+            f'"tolerance": a whole number 0-{MAX_FLAT_TOLERANCE}}}').items()}
 
     def guidance_for(self, class_index: int) -> float:
         """The guidance scale this profile samples class `class_index` with."""
@@ -103,6 +113,10 @@ class SamplingDefaults:
         """The network (subfolder name; empty: the main one) this profile samples class `class_index` with."""
         return self.class_models.get(resolve_class(class_index).key, self.model)
 
+    def flat_field_for(self, class_index: int) -> dict | None:
+        """The flat-field colours and tolerance this profile snaps class `class_index`'s tiles to; None for none."""
+        return self.flat_fields.get(resolve_class(class_index).key)
+
     def models(self) -> set[str]:
         """Every network this profile samples with, named as in `model` ("" for the main one)."""
         return {self.model, *self.class_models.values()}
@@ -111,10 +125,10 @@ class SamplingDefaults:
         return describe_guidance(self.guidance, self.class_guidance)
 
     def to_dict(self) -> dict:
-        """The settings as generator_config.json stores them; discriminator guidance, per-class scales and a model
-        of its own only where used, so configs, hashes and cache keys of generators without them stay what they were."""
+        """The settings as generator_config.json stores them; discriminator guidance, per-class scales, networks of
+        its own and flat fields only where used, so configs, hashes and cache keys of generators without them stay what they were."""
         settings = asdict(self)
-        for optional in ("discriminator_guidance", "class_guidance", "model", "class_models"):
+        for optional in ("discriminator_guidance", "class_guidance", "model", "class_models", "flat_fields"):
             if not settings[optional]:
                 del settings[optional]
         return settings
@@ -244,7 +258,9 @@ class BatchedGenerator:
         class_index = check_generation_args(class_index, n, seed, steps, guidance)
         settings = SamplingDefaults(**{**asdict(settings), "steps": int(steps), "guidance": float(guidance),
                                        "class_guidance": {}, "model": settings.model_for(class_index),
-                                       "class_models": {}})
+                                       "class_models": {}, "flat_fields": {
+                                           key: spec for key, spec in settings.flat_fields.items()
+                                           if key == resolve_class(class_index).key}})
         # A CPU generator draws the same noise for a seed on every device.
         generator = torch.Generator().manual_seed(int(seed) if seed is not None else int(torch.seed() % 2**63))
         return class_index, settings, generator
@@ -255,7 +271,7 @@ class BatchedGenerator:
         class_index, settings, generator = self.prepare_call(class_index, n, seed, steps, guidance, profile)
         batches = [self.sample_batch(class_index, min(self.batch_size, n - start), settings, generator)
                    for start in range(0, n, self.batch_size)]
-        return np.concatenate(batches)
+        return with_flat_fields(np.concatenate(batches), settings)
 
     def sample_guided_batch(self, class_index: int, starts: np.ndarray, strength: float, settings: SamplingDefaults,
                             generator: torch.Generator) -> np.ndarray:
@@ -273,7 +289,15 @@ class BatchedGenerator:
         batches = [self.sample_guided_batch(class_index, starts[start:start + self.batch_size], strength, settings,
                                             generator)
                    for start in range(0, n, self.batch_size)]
-        return np.concatenate(batches)
+        return with_flat_fields(np.concatenate(batches), settings)
+
+
+def with_flat_fields(tiles: np.ndarray, settings: SamplingDefaults) -> np.ndarray:
+    """`tiles` snapped to the flat-field colours of one call's settings (`prepare_call` keeps only its class's)."""
+    if not settings.flat_fields:
+        return tiles
+    (spec,) = settings.flat_fields.values()
+    return snap_to_colours(tiles, np.array(spec["colours"], dtype=np.uint8), spec["tolerance"])
 
 
 def read_generator_config(folder: str | os.PathLike) -> dict:

@@ -59,22 +59,6 @@ def test_coverage_is_split_by_band_against_train_tiles(tmp_path, fixture_dir):
         brightness_modes.parse_args(["--count", "6", "--coverage-features", "judge"])
 
 
-def test_exact_colour_tiles_are_those_mostly_at_one_of_the_frequent_colours():
-    flat = np.full((28, 28, 3), (237, 221, 236), dtype=np.uint8)
-    near = flat.copy()
-    near[:, :14] = (238, 220, 236)  # within one grey level: still exact
-    half_off = flat.copy()
-    half_off[:15] = 100  # 15 of 28 rows elsewhere: under half its pixels at the colour
-    noisy = np.clip(flat.astype(int) + np.random.default_rng(0).integers(-3, 4, flat.shape), 0, 255).astype(np.uint8)
-    tiles = np.stack([flat, near, half_off, noisy])
-    colours = brightness_modes.frequent_colours(np.stack([flat, flat, half_off]), 2)
-    assert colours.tolist() == [[237, 221, 236], [100, 100, 100]]
-    flags = brightness_modes.exact_colour_tiles(tiles, colours[:1], tolerance=1, min_share=0.5)
-    assert flags.tolist() == [True, True, False, False]
-    assert brightness_modes.exact_colour_tiles(tiles, colours[:1], tolerance=3, min_share=0.5)[3]
-    assert not brightness_modes.exact_colour_tiles(tiles, colours[:0], tolerance=1, min_share=0.5).any()
-
-
 def test_coverage_is_also_split_into_exact_colour_tiles_and_the_rest(tmp_path, fixture_dir):
     save_tiny_models(tmp_path)
     result = brightness_modes.main(brightness_modes.parse_args([

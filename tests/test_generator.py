@@ -8,6 +8,7 @@ import torch
 
 from pathgen.classifier import TissueClassifier
 from pathgen.data import NUM_CLASSES
+from pathgen.flat_fields import snap_to_colours
 from pathgen.generation import (
     GENERATOR_CONFIG_NAME,
     MAX_IMAGES_PER_CALL,
@@ -438,6 +439,39 @@ def test_a_class_samples_with_its_own_network_and_the_other_classes_do_not(tmp_p
     assert list(described) == ["background"] and described["background"]["folder"] == "unet-background"
     assert list(described["background"]["block_out_channels"]) == list(other.config.block_out_channels)
     assert evaluate_generator.class_architectures(own, "live") == {}
+
+
+def test_a_class_with_flat_fields_is_snapped_to_its_colours_and_the_other_classes_are_not(tmp_path):
+    config, live = dict(build_noise_scheduler().config), SamplingDefaults(steps=3)
+    plain = PixelDiffusionGenerator(tiny_unet(0), config, SamplingProfiles(live, SamplingDefaults(steps=3)), bf16=False)
+    drawn = plain.generate(1, 3, seed=5, profile="bank")
+    colours = drawn[0, 0, :16]  # colours the tiles surely come near
+    flat = {"background": {"colours": colours.tolist(), "tolerance": 16}}
+    snapped = PixelDiffusionGenerator(tiny_unet(0), config, SamplingProfiles(live, SamplingDefaults(steps=3, flat_fields=flat)),
+                                      bf16=False)
+    expected = snap_to_colours(drawn, colours, 16)
+    assert not np.array_equal(expected, drawn)
+    np.testing.assert_array_equal(snapped.generate(1, 3, seed=5, profile="bank"), expected)
+    np.testing.assert_array_equal(snapped.generate(0, 3, seed=5, profile="bank"), plain.generate(0, 3, seed=5, profile="bank"))
+    np.testing.assert_array_equal(snapped.generate(1, 3, seed=5, profile="live"), plain.generate(1, 3, seed=5, profile="live"))
+    examples = np.full((2, 28, 28, 3), 200, dtype=np.uint8)
+    guided = snapped.generate_guided(examples, 1, 2, strength=0.5, seed=5, profile="bank")
+    np.testing.assert_array_equal(guided, snap_to_colours(plain.generate_guided(examples, 1, 2, strength=0.5, seed=5,
+                                                                                profile="bank"),
+                                                          colours, 16))
+    snapped.save_pretrained(tmp_path / "g")
+    saved = json.loads((tmp_path / "g" / GENERATOR_CONFIG_NAME).read_text())["sampling_profiles"]
+    assert saved["bank"]["flat_fields"] == flat and "flat_fields" not in saved["live"]
+    assert load_generator(tmp_path / "g").profiles.bank.flat_field_for(1) == flat["background"]
+
+
+@pytest.mark.parametrize("flat_fields", [{"no-such-tissue": {"colours": [[1, 2, 3]], "tolerance": 1}},
+                                         {"background": {"colours": [[1, 2, 300]], "tolerance": 1}},
+                                         {"background": {"colours": [[1, 2, 3]], "tolerance": 99}},
+                                         {"background": [[1, 2, 3]]}, ["background"]])
+def test_bad_flat_fields_are_refused(flat_fields, tmp_path):
+    with pytest.raises(ValueError, match="flat_fields|no-such-tissue"):
+        SamplingDefaults(flat_fields=flat_fields)
 
 
 @pytest.mark.parametrize("class_models", [{"no-such-tissue": "unet-x"}, {"background": "../unet"},

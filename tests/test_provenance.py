@@ -10,6 +10,7 @@ from training import provenance
 
 RECORDING_SCRIPTS = [
     "training.augmentation_study", "training.brightness_modes", "training.build_bank", "training.evaluate_generator",
+    "training.fit_flat_fields",
     "training.export_synthetic", "training.realism_report", "training.train_discriminator", "training.train_generator",
     "training.train_judge", "training.tune_sampling", "benchmarks.export", "benchmarks.generation",
     "benchmarks.training_step",

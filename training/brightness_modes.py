@@ -33,13 +33,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from pathgen.classifier import TissueClassifier
-from pathgen.data import add_data_arguments, load_split, resolve_class
-from pathgen.generation import PROFILES, load_generator
+from pathgen.flat_fields import exact_colour_tiles, frequent_colours
+from pathgen.generation import load_generator
 from pathgen.judge import TissueJudge
 from pathgen.metrics import NEAREST_K, knn_membership
+from training.cli import add_class_sample_arguments, class_train_tiles
 from training.provenance import command_line, describe_model
 
 BAND_EDGES = (0, 90, 120, 150, 180, 200, 220, 256)
@@ -48,14 +48,7 @@ REFERENCE_SEED = 0  # which train tiles are the coverage reference; apart from -
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_data_arguments(parser)
-    parser.add_argument("--generator", default="assets/generator", help="Generator folder (load_generator).")
-    parser.add_argument("--class", "--tissue", dest="tissue", default="background",
-                        help="Class key, name or index (--tissue is the same flag: the name the recorded command uses).")
-    parser.add_argument("--profile", choices=PROFILES, default="bank", help="Sampling profile the tiles are drawn with.")
-    parser.add_argument("--count", type=int, default=400, help="Unfiltered tiles generated.")
-    parser.add_argument("--seed", type=int, default=12345, help="Seed of the generated tiles.")
-    parser.add_argument("--threads", type=int, default=0, help="Torch CPU threads (0: torch's default).")
+    add_class_sample_arguments(parser, profile_help="Sampling profile the tiles are drawn with.", count=400, seed=12345)
     parser.add_argument("--coverage-features", choices=("classifier", "judge"), default=None,
                         help="Also split k-NN coverage and precision against --count train tiles by band, in these "
                              "features (default: bands only).")
@@ -91,21 +84,6 @@ def band_fractions(images: np.ndarray) -> list[float]:
 def share(flags: np.ndarray) -> float | None:
     """The fraction of True among `flags`; None for none at all (an empty band)."""
     return float(flags.mean()) if len(flags) else None
-
-
-def frequent_colours(tiles: np.ndarray, count: int) -> np.ndarray:
-    """The `count` most frequent RGB values among the pixels of uint8 [N, H, W, 3] tiles, most frequent first."""
-    values, counts = np.unique(tiles.reshape(-1, 3), axis=0, return_counts=True)
-    return values[np.argsort(-counts, kind="stable")[:count]]
-
-
-def exact_colour_tiles(tiles: np.ndarray, colours: np.ndarray, tolerance: int, min_share: float) -> np.ndarray:
-    """Bool [N]: the tiles at least `min_share` of whose pixels lie within `tolerance` grey levels, in every
-    channel, of one of `colours` ([C, 3])."""
-    if not len(colours):
-        return np.zeros(len(tiles), dtype=bool)
-    distance = np.abs(tiles.astype(np.int16)[..., None, :] - colours.astype(np.int16)).max(axis=-1).min(axis=-1)
-    return (distance <= tolerance).reshape(len(tiles), -1).mean(axis=1) >= min_share
 
 
 def split_by_group(covered: np.ndarray, precise: np.ndarray, reference_groups: np.ndarray,
@@ -172,11 +150,7 @@ def total_variation(first: list[float], second: list[float]) -> float:
 
 
 def main(args: argparse.Namespace) -> dict:
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    tissue = resolve_class(args.tissue)
-    images, labels = load_split("train", args.data_dir, download=args.download)
-    class_tiles = images[labels == tissue.index]
+    tissue, class_tiles = class_train_tiles(args)
     tiles = load_generator(args.generator).generate(tissue.index, args.count, seed=args.seed, profile=args.profile)
     train, generated = band_fractions(class_tiles), band_fractions(tiles)
     bands = [f"{low}-{high - 1}" for low, high in zip(BAND_EDGES, BAND_EDGES[1:], strict=False)]

@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+
+from pathgen.flat_fields import exact_colour_tiles, frequent_colours, is_flat_field, snap_to_colours
+
+GLASS = (237, 221, 236)
+
+
+def tiles_near_glass():
+    flat = np.full((28, 28, 3), GLASS, dtype=np.uint8)
+    near = flat.copy()
+    near[:, :14] = (238, 220, 236)  # within one grey level: still exact
+    half_off = flat.copy()
+    half_off[:15] = 100  # 15 of 28 rows elsewhere: under half its pixels at the colour
+    noisy = np.clip(flat.astype(int) + np.random.default_rng(0).integers(-3, 4, flat.shape), 0, 255).astype(np.uint8)
+    return flat, near, half_off, noisy
+
+
+def test_exact_colour_tiles_are_those_mostly_at_one_of_the_frequent_colours():
+    flat, near, half_off, noisy = tiles_near_glass()
+    tiles = np.stack([flat, near, half_off, noisy])
+    colours = frequent_colours(np.stack([flat, flat, half_off]), 2)
+    assert colours.tolist() == [list(GLASS), [100, 100, 100]] and colours.dtype == np.uint8
+    flags = exact_colour_tiles(tiles, colours[:1], tolerance=1, min_share=0.5)
+    assert flags.tolist() == [True, True, False, False]
+    assert exact_colour_tiles(tiles, colours[:1], tolerance=3, min_share=0.5)[3]
+    assert not exact_colour_tiles(tiles, colours[:0], tolerance=1, min_share=0.5).any()
+
+
+def test_frequent_colours_break_ties_by_the_lower_value():
+    tile = np.zeros((1, 2, 2, 3), dtype=np.uint8)
+    tile[0, 0, 0] = (9, 9, 9)
+    tile[0, 0, 1] = (1, 2, 3)
+    assert frequent_colours(tile, 2).tolist() == [[0, 0, 0], [1, 2, 3]]
+
+
+def test_snapping_sets_near_pixels_to_the_nearest_colour_and_leaves_the_rest():
+    flat, near, half_off, noisy = tiles_near_glass()
+    colours = np.array([GLASS, (100, 100, 100)], dtype=np.uint8)
+    tiles = np.stack([near, half_off, noisy])
+    snapped = snap_to_colours(tiles, colours, tolerance=1)
+    np.testing.assert_array_equal(snapped[0], flat)
+    np.testing.assert_array_equal(snapped[1], half_off)  # already exact
+    moved = np.abs(noisy.astype(int) - GLASS).max(axis=-1) <= 1
+    assert 0 < moved.mean() < 1
+    assert (snapped[2][moved] == GLASS).all() and (snapped[2][~moved] == noisy[~moved]).all()
+    np.testing.assert_array_equal(snap_to_colours(tiles, colours, tolerance=0), tiles)
+    assert (snap_to_colours(noisy[None], colours, tolerance=3) == GLASS).all()
+    two = np.array([[[[103, 103, 103], [98, 98, 98]]]], dtype=np.uint8)
+    near_two = np.array([(104, 104, 104), (100, 100, 100)], dtype=np.uint8)
+    assert snap_to_colours(two, near_two, tolerance=4).tolist() == [[[[104, 104, 104], [100, 100, 100]]]]
+
+
+@pytest.mark.parametrize("spec,valid", [
+    ({"colours": [list(GLASS)], "tolerance": 3}, True),
+    ({"colours": [list(GLASS), (0, 0, 0)], "tolerance": 0}, True),
+    ({"colours": [], "tolerance": 3}, False),
+    ({"colours": [[256, 0, 0]], "tolerance": 3}, False),
+    ({"colours": [[1.5, 0, 0]], "tolerance": 3}, False),
+    ({"colours": [[1, 0]], "tolerance": 3}, False),
+    ({"colours": [list(GLASS)], "tolerance": 17}, False),
+    ({"colours": [list(GLASS)], "tolerance": True}, False),
+    ({"colours": [list(GLASS)]}, False),
+    ({"colours": [list(GLASS)] * 17, "tolerance": 1}, False),
+    ([list(GLASS)], False),
+])
+def test_flat_field_settings_are_checked(spec, valid):
+    assert is_flat_field(spec) is valid

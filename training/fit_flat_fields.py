@@ -1,0 +1,113 @@
+"""Fit one class's flat-field colours and snapping tolerance (pathgen.flat_fields) from train tiles.
+
+    python -m training.fit_flat_fields --data-dir ../shared/data --generator GENERATOR_DIR --class background --write
+
+The colours are the class's --colours most frequent train pixel values. The tolerance is chosen so that the
+generator's tiles carry exact colours as often as train tiles do: --count unfiltered tiles are drawn with the
+--profile settings (any flat fields the class already has left out), snapped at each candidate tolerance, and
+for each the share of *exact-colour tiles* (at least --min-share of pixels within k grey levels of a colour) is
+compared with the train tiles' share at every k in --measure-tolerances. The tolerance with the smallest mean
+absolute difference wins (ties: the smaller). Only train tiles and generated tiles are read: nothing here sees
+val, test, the classifier or the judge. With --write it goes into the profile's `flat_fields` in the folder's
+generator_config.json, and the figures with provenance into flat_fields.json beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from pathgen.data import resolve_class
+from pathgen.flat_fields import MAX_COLOURS, MAX_TOLERANCE, exact_colour_tiles, frequent_colours, snap_to_colours
+from pathgen.generation import load_generator, write_sampling_defaults
+from training.cli import add_class_sample_arguments, class_train_tiles
+from training.provenance import command_line, describe_model
+
+RECORD_NAME = "flat_fields.json"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_class_sample_arguments(parser, profile_help="Sampling profile to fit and write.", count=400, seed=2024)
+    parser.add_argument("--colours", type=int, default=4, help=f"Most frequent train pixel values used (1-{MAX_COLOURS}).")
+    parser.add_argument("--tolerances", type=int, nargs="+", default=list(range(MAX_TOLERANCE + 1)),
+                        help=f"Candidate snapping tolerances, grey levels in every channel (0-{MAX_TOLERANCE}).")
+    parser.add_argument("--measure-tolerances", type=int, nargs="+", default=[0, 1, 2, 3, 4],
+                        help="Tolerances k at which exact-colour tile shares are compared (0-255).")
+    parser.add_argument("--min-share", type=float, default=0.5,
+                        help="Share of a tile's pixels within k of a colour that makes it an exact-colour tile.")
+    parser.add_argument("--write", action=argparse.BooleanOptionalAction, default=False,
+                        help="Write the fitted colours and tolerance into the generator folder (default: print only).")
+    args = parser.parse_args(argv)
+    if not 1 <= args.colours <= MAX_COLOURS or args.count < 1 or not 0 < args.min_share <= 1:
+        parser.error(f"--colours must be 1-{MAX_COLOURS}, --count at least 1, --min-share in (0, 1].")
+    if not all(0 <= t <= MAX_TOLERANCE for t in args.tolerances) or not all(0 <= k <= 255 for k in args.measure_tolerances):
+        parser.error(f"--tolerances must be 0-{MAX_TOLERANCE} and --measure-tolerances 0-255.")
+    try:
+        resolve_class(args.tissue)
+    except ValueError as error:
+        parser.error(str(error))
+    return args
+
+
+def exact_shares(tiles: np.ndarray, colours: np.ndarray, measure: list[int], min_share: float) -> list[float]:
+    """The share of exact-colour tiles among `tiles` at each tolerance in `measure`."""
+    return [float(exact_colour_tiles(tiles, colours, k, min_share).mean()) for k in measure]
+
+
+def choose_tolerance(train: list[float], snapped: dict[int, list[float]]) -> tuple[int, dict[int, float]]:
+    """The candidate whose shares are nearest train's (mean absolute difference; ties: the smaller), and every error."""
+    errors = {t: float(np.abs(np.array(shares) - np.array(train)).mean()) for t, shares in snapped.items()}
+    return min(errors, key=lambda t: (errors[t], t)), errors
+
+
+def unsnapped_tiles(args: argparse.Namespace, class_index: int, key: str) -> np.ndarray:
+    """--count tiles from the profile as it samples them without the class's flat fields."""
+    generator = load_generator(args.generator)
+    settings = generator.profiles.get(args.profile)
+    others = {name: spec for name, spec in settings.flat_fields.items() if name != key}
+    setattr(generator.profiles, args.profile, replace(settings, flat_fields=others))
+    return generator.generate(class_index, args.count, seed=args.seed, profile=args.profile)
+
+
+def main(args: argparse.Namespace) -> dict:
+    tissue, class_tiles = class_train_tiles(args)
+    colours = frequent_colours(class_tiles, args.colours)
+    train = exact_shares(class_tiles, colours, args.measure_tolerances, args.min_share)
+    generated = unsnapped_tiles(args, tissue.index, tissue.key)
+    snapped = {t: exact_shares(snap_to_colours(generated, colours, t), colours, args.measure_tolerances, args.min_share)
+               for t in sorted(set(args.tolerances))}
+    tolerance, errors = choose_tolerance(train, snapped)
+    print(f"{tissue.key}: colours {colours.tolist()}; exact-colour tile share at k = {args.measure_tolerances}")
+    print(f"  train ({len(class_tiles)} tiles): {' '.join(f'{s:.3f}' for s in train)}")
+    for t, shares in snapped.items():
+        mark = "  <- chosen" if t == tolerance else ""
+        print(f"  snapped at {t:2d}: {' '.join(f'{s:.3f}' for s in shares)}  (mean abs. difference {errors[t]:.3f}){mark}")
+    record = {"command": command_line("training.fit_flat_fields", args), "generator": describe_model(args.generator),
+              "class": tissue.key, "profile": args.profile, "colours": colours.tolist(), "tolerance": tolerance,
+              "measure_tolerances": args.measure_tolerances, "min_share": args.min_share,
+              "train_tiles": len(class_tiles), "train_shares": train, "generated_tiles": args.count,
+              "snapped_shares": {str(t): s for t, s in snapped.items()}, "errors": {str(t): e for t, e in errors.items()}}
+    if args.write:
+        write_flat_field(args, tissue.key, {"colours": colours.tolist(), "tolerance": tolerance}, record)
+    return record
+
+
+def write_flat_field(args: argparse.Namespace, key: str, spec: dict, record: dict) -> None:
+    """Sets the class's flat field in the profile and keeps every class's fit record in flat_fields.json."""
+    settings = load_generator(args.generator).profiles.get(args.profile)
+    write_sampling_defaults(args.generator, replace(settings, flat_fields={**settings.flat_fields, key: spec}),
+                            args.profile)
+    path = Path(args.generator) / RECORD_NAME
+    records = json.loads(path.read_text()) if path.is_file() else {}
+    records[f"{args.profile}/{key}"] = record
+    path.write_text(json.dumps(records, indent=2) + "\n")
+    print(f"wrote {key}'s flat field (tolerance {spec['tolerance']}) to {args.generator} ({args.profile} profile)")
+
+
+if __name__ == "__main__":
+    main(parse_args())
