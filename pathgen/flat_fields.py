@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checks import is_whole_in
+from .checks import is_number_in, is_whole_in
 
 MAX_COLOURS = 16
 MAX_TOLERANCE = 16
@@ -32,15 +32,47 @@ def colour_distances(tiles: np.ndarray, colours: np.ndarray) -> np.ndarray:
     return np.abs(tiles[..., None, :].astype(np.int16) - colours.astype(np.int16)).max(axis=-1)
 
 
-def snap_to_colours(tiles: np.ndarray, colours: np.ndarray, tolerance: int) -> np.ndarray:
-    """A copy of `tiles` (uint8 [n, 28, 28, 3]) whose pixels within `tolerance` of a colour (uint8 [k, 3]) are that
-    colour (the nearest, where two qualify)."""
+def nearest_colours(tiles: np.ndarray, colours: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(int [n, 28, 28]: each pixel's index of its nearest colour, int [n, 28, 28]: its distance to it)."""
     distances = colour_distances(tiles, colours)
     nearest = distances.argmin(axis=-1)
+    return nearest, np.take_along_axis(distances, nearest[..., None], axis=-1)[..., 0]
+
+
+def snap_to_colours(tiles: np.ndarray, colours: np.ndarray, tolerance: int,
+                    distance_map: list[float] | None = None) -> np.ndarray:
+    """A copy of `tiles` (uint8 [n, 28, 28, 3]) whose pixels within `tolerance` of a colour (uint8 [k, 3]; the nearest
+    where two qualify) are moved onto it: all the way without `distance_map`; with it, a pixel at distance d keeps
+    its direction from the colour at distance distance_map[d] (a pixel's difference in each channel scaled by
+    distance_map[d] / d and rounded), so a map of zeros snaps and the identity map changes nothing."""
+    nearest, distance = nearest_colours(tiles, colours)
+    close = distance <= tolerance
+    target = colours[nearest[close]].astype(np.float64)
+    if distance_map is None:
+        moved = target
+    else:
+        scale = np.asarray(distance_map, dtype=np.float64)[distance[close]] / np.maximum(distance[close], 1)
+        moved = target + np.round((tiles[close] - target) * scale[:, None])
     snapped = tiles.copy()
-    close = np.take_along_axis(distances, nearest[..., None], axis=-1)[..., 0] <= tolerance
-    snapped[close] = colours[nearest[close]]
+    snapped[close] = np.clip(moved, 0, 255).astype(np.uint8)
     return snapped
+
+
+def fit_distance_map(real: np.ndarray, generated: np.ndarray, colours: np.ndarray, tolerance: int) -> list[float]:
+    """The map that gives generated pixels within `tolerance` of a colour the real pixels' distribution of distances
+    to it: quantile matching, generated distance d (at the middle of its probability mass) to the real distance at
+    the same quantile, real distances spread evenly over [d - 0.5, d + 0.5]; non-decreasing, 0 to `tolerance`."""
+    real_counts, generated_counts = (np.bincount(distance[distance <= tolerance], minlength=tolerance + 1)
+                                     for _, distance in (nearest_colours(real, colours),
+                                                         nearest_colours(generated, colours)))
+    if not real_counts.sum() or not generated_counts.sum():
+        return [float(d) for d in range(tolerance + 1)]
+    real_cdf = np.concatenate([[0.0], np.cumsum(real_counts) / real_counts.sum()])
+    generated_cdf = np.cumsum(generated_counts) / generated_counts.sum()
+    middles = generated_cdf - generated_counts / generated_counts.sum() / 2
+    edges = np.arange(tolerance + 2) - 0.5  # real distance d's mass spread over [d - 0.5, d + 0.5]
+    mapped = np.interp(middles, real_cdf, edges)
+    return [round(float(d), 3) for d in np.maximum.accumulate(np.clip(mapped, 0, tolerance))]
 
 
 def exact_colour_tiles(tiles: np.ndarray, colours: np.ndarray, tolerance: int, min_share: float) -> np.ndarray:
@@ -52,17 +84,27 @@ def exact_colour_tiles(tiles: np.ndarray, colours: np.ndarray, tolerance: int, m
 
 
 def is_flat_field(spec: object) -> bool:
-    """A class's flat-field setting: {"colours": 1-16 RGB triples of whole numbers 0-255, "tolerance": 0-16}."""
-    if not isinstance(spec, dict) or set(spec) != {"colours", "tolerance"}:
+    """A class's flat-field setting: {"colours": 1-16 RGB triples of whole numbers 0-255, "tolerance": 0-16, and
+    optionally "distance_map": tolerance + 1 non-decreasing numbers from 0 to the tolerance}."""
+    if not isinstance(spec, dict) or not {"colours", "tolerance"} <= set(spec) <= {"colours", "tolerance", "distance_map"}:
         return False
-    colours = spec["colours"]
-    return (isinstance(colours, (list, tuple)) and 1 <= len(colours) <= MAX_COLOURS
+    colours, tolerance = spec["colours"], spec["tolerance"]
+    if not (isinstance(colours, (list, tuple)) and 1 <= len(colours) <= MAX_COLOURS
             and all(isinstance(colour, (list, tuple)) and len(colour) == 3
                     and all(is_whole_in(value, 0, 255) for value in colour) for colour in colours)
-            and is_whole_in(spec["tolerance"], 0, MAX_TOLERANCE))
+            and is_whole_in(tolerance, 0, MAX_TOLERANCE)):
+        return False
+    distance_map = spec.get("distance_map")
+    return distance_map is None or (
+        isinstance(distance_map, (list, tuple)) and len(distance_map) == tolerance + 1
+        and all(is_number_in(d, 0.0, float(tolerance)) for d in distance_map)
+        and all(a <= b for a, b in zip(distance_map, distance_map[1:], strict=False)))
 
 
 def normalised_flat_field(spec: dict) -> dict:
-    """The stored form: colours as lists of ints, tolerance as an int."""
-    return {"colours": [[int(value) for value in colour] for colour in spec["colours"]],
-            "tolerance": int(spec["tolerance"])}
+    """The stored form: colours as lists of ints, tolerance as an int, the distance map (if any) as floats."""
+    normalised = {"colours": [[int(value) for value in colour] for colour in spec["colours"]],
+                  "tolerance": int(spec["tolerance"])}
+    if spec.get("distance_map") is not None:
+        normalised["distance_map"] = [float(d) for d in spec["distance_map"]]
+    return normalised

@@ -297,7 +297,7 @@ def with_flat_fields(tiles: np.ndarray, settings: SamplingDefaults) -> np.ndarra
     if not settings.flat_fields:
         return tiles
     (spec,) = settings.flat_fields.values()
-    return snap_to_colours(tiles, np.array(spec["colours"], dtype=np.uint8), spec["tolerance"])
+    return snap_to_colours(tiles, np.array(spec["colours"], dtype=np.uint8), spec["tolerance"], spec.get("distance_map"))
 
 
 def read_generator_config(folder: str | os.PathLike) -> dict:

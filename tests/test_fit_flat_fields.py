@@ -27,7 +27,10 @@ def test_fit_writes_the_class_flat_field_and_a_record_and_refits_the_same(tmp_pa
     assert record["colours"] == colours.tolist() and record["train_tiles"] == int((labels == 1).sum())
     assert str(record["tolerance"]) == min(record["errors"], key=lambda t: (record["errors"][t], int(t)))
     loaded = load_generator(generator)
-    assert loaded.profiles.bank.flat_field_for(1) == {"colours": colours.tolist(), "tolerance": record["tolerance"]}
+    distance_map = record["distance_maps"]["16"]
+    assert loaded.profiles.bank.flat_field_for(1) == {"colours": colours.tolist(), "tolerance": 16,
+                                                      "distance_map": distance_map}
+    assert distance_map == sorted(distance_map) and len(distance_map) == 17
     assert loaded.profiles.live.flat_fields == {} and loaded.profiles.bank.flat_field_for(0) is None
     assert json.loads((generator / "flat_fields.json").read_text())["bank/background"] == record
     refit = fit_flat_fields.main(fit_flat_fields.parse_args(shlex.split(record["command"])[3:]))
@@ -38,7 +41,7 @@ def test_fit_writes_the_class_flat_field_and_a_record_and_refits_the_same(tmp_pa
     unsnapped = plain.generate(1, 4, seed=2024, profile="bank")
     snapped = loaded.generate(1, 4, seed=2024, profile="bank")
     assert not np.array_equal(snapped, unsnapped)
-    np.testing.assert_array_equal(snapped, snap_to_colours(unsnapped, colours, 16))
+    np.testing.assert_array_equal(snapped, snap_to_colours(unsnapped, colours, 16, distance_map))
     args = fit_flat_fields.parse_args(argv)
     np.testing.assert_array_equal(fit_flat_fields.unsnapped_tiles(args, 1, "background"), unsnapped)
 

@@ -1,7 +1,14 @@
 import numpy as np
 import pytest
 
-from pathgen.flat_fields import exact_colour_tiles, frequent_colours, is_flat_field, snap_to_colours
+from pathgen.flat_fields import (
+    exact_colour_tiles,
+    fit_distance_map,
+    frequent_colours,
+    is_flat_field,
+    nearest_colours,
+    snap_to_colours,
+)
 
 GLASS = (237, 221, 236)
 
@@ -51,6 +58,37 @@ def test_snapping_sets_near_pixels_to_the_nearest_colour_and_leaves_the_rest():
     assert snap_to_colours(two, near_two, tolerance=4).tolist() == [[[[104, 104, 104], [100, 100, 100]]]]
 
 
+def tiles_at_distances(distances: np.ndarray) -> np.ndarray:
+    """Tiles of GLASS with each pixel's red channel raised by its entry of `distances` (int [n, 28, 28])."""
+    tiles = np.broadcast_to(np.array(GLASS, dtype=np.uint8), (len(distances), 28, 28, 3)).copy()
+    tiles[..., 0] = GLASS[0] + distances
+    return tiles
+
+
+def test_a_distance_map_moves_pixels_part_way_and_its_extremes_are_snapping_and_nothing():
+    rng = np.random.default_rng(1)
+    tiles = np.clip(np.array(GLASS) + rng.integers(-6, 7, (3, 28, 28, 3)), 0, 255).astype(np.uint8)
+    colours = np.array([GLASS], dtype=np.uint8)
+    np.testing.assert_array_equal(snap_to_colours(tiles, colours, 4, [0.0] * 5), snap_to_colours(tiles, colours, 4))
+    np.testing.assert_array_equal(snap_to_colours(tiles, colours, 4, [0.0, 1.0, 2.0, 3.0, 4.0]), tiles)
+    halved = snap_to_colours(tiles, colours, 6, [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0])
+    before, after = nearest_colours(tiles, colours)[1], nearest_colours(halved, colours)[1]
+    assert (after <= np.ceil(before / 2)).all() and (after[before >= 2] < before[before >= 2]).all()
+
+
+def test_the_fitted_distance_map_matches_the_real_distances():
+    rng = np.random.default_rng(2)
+    colours = np.array([GLASS], dtype=np.uint8)
+    spread = tiles_at_distances(rng.integers(0, 9, (40, 28, 28)))
+    assert fit_distance_map(spread, spread, colours, 8) == pytest.approx(list(range(9)), abs=0.5)
+    exact = tiles_at_distances(np.zeros((40, 28, 28), dtype=int))
+    to_exact = fit_distance_map(exact, spread, colours, 8)
+    assert max(to_exact) < 0.5  # every pixel lands on the colour
+    assert (nearest_colours(snap_to_colours(spread, colours, 8, to_exact), colours)[1] == 0).all()
+    half = fit_distance_map(tiles_at_distances(rng.integers(0, 5, (40, 28, 28))), spread, colours, 8)
+    assert half == sorted(half) and 3 <= half[-1] <= 5 and half[4] == pytest.approx(2, abs=0.6)
+
+
 @pytest.mark.parametrize("spec,valid", [
     ({"colours": [list(GLASS)], "tolerance": 3}, True),
     ({"colours": [list(GLASS), (0, 0, 0)], "tolerance": 0}, True),
@@ -63,6 +101,12 @@ def test_snapping_sets_near_pixels_to_the_nearest_colour_and_leaves_the_rest():
     ({"colours": [list(GLASS)]}, False),
     ({"colours": [list(GLASS)] * 17, "tolerance": 1}, False),
     ([list(GLASS)], False),
+    ({"colours": [list(GLASS)], "tolerance": 2, "distance_map": [0, 0.5, 1.5]}, True),
+    ({"colours": [list(GLASS)], "tolerance": 2, "distance_map": [0, 0.5]}, False),
+    ({"colours": [list(GLASS)], "tolerance": 2, "distance_map": [0, 1.5, 0.5]}, False),
+    ({"colours": [list(GLASS)], "tolerance": 2, "distance_map": [0, 1, 3]}, False),
+    ({"colours": [list(GLASS)], "tolerance": 2, "distance_map": "0 1 2"}, False),
+    ({"colours": [list(GLASS)], "tolerance": 2, "other": 1}, False),
 ])
 def test_flat_field_settings_are_checked(spec, valid):
     assert is_flat_field(spec) is valid

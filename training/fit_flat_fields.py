@@ -22,7 +22,14 @@ from pathlib import Path
 import numpy as np
 
 from pathgen.data import resolve_class
-from pathgen.flat_fields import MAX_COLOURS, MAX_TOLERANCE, exact_colour_tiles, frequent_colours, snap_to_colours
+from pathgen.flat_fields import (
+    MAX_COLOURS,
+    MAX_TOLERANCE,
+    exact_colour_tiles,
+    fit_distance_map,
+    frequent_colours,
+    snap_to_colours,
+)
 from pathgen.generation import load_generator, write_sampling_defaults
 from training.cli import add_class_sample_arguments, class_train_tiles
 from training.provenance import command_line, describe_model
@@ -40,6 +47,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="Tolerances k at which exact-colour tile shares are compared (0-255).")
     parser.add_argument("--min-share", type=float, default=0.5,
                         help="Share of a tile's pixels within k of a colour that makes it an exact-colour tile.")
+    parser.add_argument("--distance-map", action=argparse.BooleanOptionalAction, default=True,
+                        help="Move pixels within the tolerance by a distance map fitted to train (quantile matching of "
+                             "distances to the colours), not all the way onto the colour (--no-distance-map).")
     parser.add_argument("--write", action=argparse.BooleanOptionalAction, default=False,
                         help="Write the fitted colours and tolerance into the generator folder (default: print only).")
     args = parser.parse_args(argv)
@@ -79,10 +89,15 @@ def main(args: argparse.Namespace) -> dict:
     colours = frequent_colours(class_tiles, args.colours)
     train = exact_shares(class_tiles, colours, args.measure_tolerances, args.min_share)
     generated = unsnapped_tiles(args, tissue.index, tissue.key)
-    snapped = {t: exact_shares(snap_to_colours(generated, colours, t), colours, args.measure_tolerances, args.min_share)
-               for t in sorted(set(args.tolerances))}
+    maps = {t: fit_distance_map(class_tiles, generated, colours, t) if args.distance_map else None
+            for t in sorted(set(args.tolerances))}
+    snapped = {t: exact_shares(snap_to_colours(generated, colours, t, maps[t]), colours, args.measure_tolerances,
+                               args.min_share)
+               for t in maps}
     tolerance, errors = choose_tolerance(train, snapped)
     print(f"{tissue.key}: colours {colours.tolist()}; exact-colour tile share at k = {args.measure_tolerances}")
+    if args.distance_map:
+        print(f"  distance map at the chosen tolerance: {maps[tolerance]}")
     print(f"  train ({len(class_tiles)} tiles): {' '.join(f'{s:.3f}' for s in train)}")
     for t, shares in snapped.items():
         mark = "  <- chosen" if t == tolerance else ""
@@ -91,9 +106,11 @@ def main(args: argparse.Namespace) -> dict:
               "class": tissue.key, "profile": args.profile, "colours": colours.tolist(), "tolerance": tolerance,
               "measure_tolerances": args.measure_tolerances, "min_share": args.min_share,
               "train_tiles": len(class_tiles), "train_shares": train, "generated_tiles": args.count,
-              "snapped_shares": {str(t): s for t, s in snapped.items()}, "errors": {str(t): e for t, e in errors.items()}}
+              "snapped_shares": {str(t): s for t, s in snapped.items()}, "errors": {str(t): e for t, e in errors.items()},
+              "distance_maps": {str(t): m for t, m in maps.items()}}
     if args.write:
-        write_flat_field(args, tissue.key, {"colours": colours.tolist(), "tolerance": tolerance}, record)
+        spec = {"colours": colours.tolist(), "tolerance": tolerance}
+        write_flat_field(args, tissue.key, spec | ({"distance_map": maps[tolerance]} if args.distance_map else {}), record)
     return record
 
 
