@@ -4,7 +4,9 @@ A scanner (and PathMNIST's stain normalisation) renders a flat field as one exac
 (237, 221, 236) alone is one pixel in twenty, and many tiles are mostly one such value. A diffusion model's output
 is continuous, so it draws values near those colours but never the colours themselves. `snap_to_colours` is that
 last discrete step: a pixel within `tolerance` grey levels (every channel) of one of a class's flat-field colours
-becomes that colour. The colours are the class's most frequent train pixel values (`frequent_colours`).
+moves onto it, all the way or, with a distance map, to the distance real pixels at that quantile have
+(`fit_distance_map`), so that near pixels land on the colour and nothing jumps. The colours are the class's most
+frequent train pixel values (`frequent_colours`).
 """
 
 from __future__ import annotations

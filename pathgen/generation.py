@@ -70,8 +70,9 @@ class SamplingDefaults:
     # Networks for named classes (class key -> subfolder) in place of `model`: a network fine-tuned on one class
     # can fit it more closely than one shared by all nine.
     class_models: dict[str, str] = field(default_factory=dict)
-    # Flat-field colours for named classes (class key -> {"colours": [[r, g, b], ...], "tolerance": levels}): the
-    # exact values a scan renders blank glass as, which a continuous model never draws (pathgen.flat_fields).
+    # Flat-field colours for named classes (class key -> {"colours": [[r, g, b], ...], "tolerance": levels, optional
+    # "distance_map"}): the exact values a scan renders blank glass as, which a continuous model never draws
+    # (pathgen.flat_fields).
     flat_fields: dict[str, dict] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -103,7 +104,8 @@ class SamplingDefaults:
         self.flat_fields = {key: normalised_flat_field(spec) for key, spec in checked_per_class(
             self.flat_fields, "flat_fields", is_flat_field,
             f'{{"colours": 1 to {MAX_FLAT_COLOURS} [r, g, b] triples of whole numbers 0-255, '
-            f'"tolerance": a whole number 0-{MAX_FLAT_TOLERANCE}}}').items()}
+            f'"tolerance": a whole number 0-{MAX_FLAT_TOLERANCE}, optionally "distance_map": tolerance + 1 '
+            f'non-decreasing numbers from 0 to the tolerance}}').items()}
 
     def guidance_for(self, class_index: int) -> float:
         """The guidance scale this profile samples class `class_index` with."""
@@ -256,11 +258,11 @@ class BatchedGenerator:
         class_index = resolve_class(class_index).index
         guidance = settings.guidance_for(class_index) if guidance is None else guidance
         class_index = check_generation_args(class_index, n, seed, steps, guidance)
+        flat_field = settings.flat_field_for(class_index)
+        own_flat_field = {resolve_class(class_index).key: flat_field} if flat_field else {}
         settings = SamplingDefaults(**{**asdict(settings), "steps": int(steps), "guidance": float(guidance),
                                        "class_guidance": {}, "model": settings.model_for(class_index),
-                                       "class_models": {}, "flat_fields": {
-                                           key: spec for key, spec in settings.flat_fields.items()
-                                           if key == resolve_class(class_index).key}})
+                                       "class_models": {}, "flat_fields": own_flat_field})
         # A CPU generator draws the same noise for a seed on every device.
         generator = torch.Generator().manual_seed(int(seed) if seed is not None else int(torch.seed() % 2**63))
         return class_index, settings, generator

@@ -4,9 +4,10 @@
 
 The colours are the class's --colours most frequent train pixel values. The tolerance is chosen so that the
 generator's tiles carry exact colours as often as train tiles do: --count unfiltered tiles are drawn with the
---profile settings (any flat fields the class already has left out), snapped at each candidate tolerance, and
-for each the share of *exact-colour tiles* (at least --min-share of pixels within k grey levels of a colour) is
-compared with the train tiles' share at every k in --measure-tolerances. The tolerance with the smallest mean
+--profile settings (any flat fields the class already has left out), snapped at each candidate tolerance (with
+the distance map fitted for it, unless --no-distance-map snaps all the way), and for each the share of
+*exact-colour tiles* (at least --min-share of pixels within k grey levels of a colour) is compared with the train
+tiles' share at every k in --measure-tolerances. The tolerance with the smallest mean
 absolute difference wins (ties: the smaller). Only train tiles and generated tiles are read: nothing here sees
 val, test, the classifier or the judge. With --write it goes into the profile's `flat_fields` in the folder's
 generator_config.json, and the figures with provenance into flat_fields.json beside it.
@@ -96,12 +97,12 @@ def main(args: argparse.Namespace) -> dict:
                for t in maps}
     tolerance, errors = choose_tolerance(train, snapped)
     print(f"{tissue.key}: colours {colours.tolist()}; exact-colour tile share at k = {args.measure_tolerances}")
-    if args.distance_map:
-        print(f"  distance map at the chosen tolerance: {maps[tolerance]}")
     print(f"  train ({len(class_tiles)} tiles): {' '.join(f'{s:.3f}' for s in train)}")
     for t, shares in snapped.items():
         mark = "  <- chosen" if t == tolerance else ""
         print(f"  snapped at {t:2d}: {' '.join(f'{s:.3f}' for s in shares)}  (mean abs. difference {errors[t]:.3f}){mark}")
+    if args.distance_map:
+        print(f"  distance map at the chosen tolerance: {maps[tolerance]}")
     record = {"command": command_line("training.fit_flat_fields", args), "generator": describe_model(args.generator),
               "class": tissue.key, "profile": args.profile, "colours": colours.tolist(), "tolerance": tolerance,
               "measure_tolerances": args.measure_tolerances, "min_share": args.min_share,
