@@ -5,6 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from pathgen.classifier import TissueClassifier
+from pathgen.generator import PixelDiffusionGenerator, UNetShape, build_noise_scheduler, build_unet
+
 # Apps built by tests keep their database in a throw-away folder, never in the user's ~/.cache/pathgen.
 os.environ["PATHGEN_STATE_DIR"] = tempfile.mkdtemp(prefix="pathgen-test-state-")
 
@@ -32,3 +35,11 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def save_tiny_models(folder: Path) -> None:
+    """A random tiny generator in folder/gen and a random classifier in folder/clf."""
+    torch.manual_seed(0)
+    unet = build_unet(UNetShape(block_out_channels=(16, 32), norm_num_groups=8, attention_head_dim=8))
+    PixelDiffusionGenerator(unet, dict(build_noise_scheduler().config), bf16=False).save_pretrained(folder / "gen")
+    TissueClassifier().eval().save_pretrained(folder / "clf")

@@ -3,19 +3,9 @@ import shlex
 
 import numpy as np
 import pytest
-import torch
 
-from pathgen.classifier import TissueClassifier
-from pathgen.generator import PixelDiffusionGenerator, UNetShape, build_noise_scheduler, build_unet
+from tests.conftest import save_tiny_models
 from training import brightness_modes
-
-
-def save_tiny_models(folder) -> None:
-    """A random tiny generator in folder/gen and a random classifier in folder/clf."""
-    torch.manual_seed(0)
-    unet = build_unet(UNetShape(block_out_channels=(16, 32), norm_num_groups=8, attention_head_dim=8))
-    PixelDiffusionGenerator(unet, dict(build_noise_scheduler().config), bf16=False).save_pretrained(folder / "gen")
-    TissueClassifier().eval().save_pretrained(folder / "clf")
 
 
 def test_tiles_fall_in_the_band_of_their_mean_grey_level():

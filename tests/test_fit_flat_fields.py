@@ -7,7 +7,7 @@ import pytest
 from pathgen.data import load_split
 from pathgen.flat_fields import frequent_colours, snap_to_colours
 from pathgen.generation import load_generator
-from tests.test_brightness_modes import save_tiny_models
+from tests.conftest import save_tiny_models
 from training import fit_flat_fields
 
 

@@ -4,11 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from pathgen.classifier import TissueClassifier
 from pathgen.data import CLASS_NAMES
 from pathgen.generation import load_generator
-from pathgen.generator import PixelDiffusionGenerator, UNetShape, build_noise_scheduler, build_unet
 from pathgen.metrics import texture_energy
+from tests.conftest import save_tiny_models
 from training import tune_sampling
 
 
@@ -110,14 +109,6 @@ def test_a_setting_exactly_on_the_near_copy_tolerance_stays_in():
     results = [setting(12, 0.95, 10.0, near=13 / 900), setting(10, 0.95, 12.0, near=22 / 900)]
     assert 13 / 900 + 0.01 < 22 / 900
     assert tune_sampling.choose(results, tolerance=0.01, near_copy_tolerance=0.01)["steps"] == 10
-
-
-def save_tiny_models(folder) -> None:
-    """A random tiny generator in folder/gen and classifier in folder/clf."""
-    torch.manual_seed(0)
-    shape = UNetShape(block_out_channels=(16, 32), norm_num_groups=8, attention_head_dim=8)
-    PixelDiffusionGenerator(build_unet(shape), dict(build_noise_scheduler().config)).save_pretrained(folder / "gen")
-    TissueClassifier().eval().save_pretrained(folder / "clf")
 
 
 def test_sweep_measures_every_setting_and_writes_the_choice_to_the_generator(tmp_path, fixture_dir):
