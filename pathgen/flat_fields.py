@@ -60,13 +60,13 @@ def snap_to_colours(tiles: np.ndarray, colours: np.ndarray, tolerance: int,
     return snapped
 
 
-def fit_distance_map(real: np.ndarray, generated: np.ndarray, colours: np.ndarray, tolerance: int) -> list[float]:
+def fit_distance_map(real_distances: np.ndarray, generated_distances: np.ndarray, tolerance: int) -> list[float]:
     """The map that gives generated pixels within `tolerance` of a colour the real pixels' distribution of distances
-    to it: quantile matching, generated distance d (at the middle of its probability mass) to the real distance at
-    the same quantile, real distances spread evenly over [d - 0.5, d + 0.5]; non-decreasing, 0 to `tolerance`."""
+    to it (each pixel's distance to its nearest colour, as `nearest_colours` returns them): quantile matching,
+    generated distance d (at the middle of its probability mass) to the real distance at the same quantile, real
+    distances spread evenly over [d - 0.5, d + 0.5]; non-decreasing, 0 to `tolerance`."""
     real_counts, generated_counts = (np.bincount(distance[distance <= tolerance], minlength=tolerance + 1)
-                                     for _, distance in (nearest_colours(real, colours),
-                                                         nearest_colours(generated, colours)))
+                                     for distance in (real_distances, generated_distances))
     if not real_counts.sum() or not generated_counts.sum():
         return [float(d) for d in range(tolerance + 1)]
     real_cdf = np.concatenate([[0.0], np.cumsum(real_counts) / real_counts.sum()])

@@ -354,7 +354,7 @@ def class_architectures(generator, profile: str) -> dict:
     settings = generator.profiles.get(profile)
     return {key: {"folder": folder} | unet_description(
                 generator.pipeline_for(replace(settings, model=folder, class_models={})).unet)
-            for key, folder in getattr(settings, "class_models", {}).items()}
+            for key, folder in settings.class_models.items()}
 
 
 def unet_description(unet) -> dict:

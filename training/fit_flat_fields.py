@@ -29,9 +29,10 @@ from pathgen.flat_fields import (
     exact_colour_tiles,
     fit_distance_map,
     frequent_colours,
+    nearest_colours,
     snap_to_colours,
 )
-from pathgen.generation import load_generator, write_sampling_defaults
+from pathgen.generation import SamplingProfiles, load_generator, read_generator_config, write_sampling_defaults
 from training.cli import add_class_sample_arguments, class_train_tiles
 from training.provenance import command_line, describe_model
 
@@ -90,7 +91,9 @@ def main(args: argparse.Namespace) -> dict:
     colours = frequent_colours(class_tiles, args.colours)
     train = exact_shares(class_tiles, colours, args.measure_tolerances, args.min_share)
     generated = unsnapped_tiles(args, tissue.index, tissue.key)
-    maps = {t: fit_distance_map(class_tiles, generated, colours, t) if args.distance_map else None
+    # Every candidate's map reads the same distances: computed once, not once per tolerance.
+    real_distances, generated_distances = (nearest_colours(tiles, colours)[1] for tiles in (class_tiles, generated))
+    maps = {t: fit_distance_map(real_distances, generated_distances, t) if args.distance_map else None
             for t in sorted(set(args.tolerances))}
     snapped = {t: exact_shares(snap_to_colours(generated, colours, t, maps[t]), colours, args.measure_tolerances,
                                args.min_share)
@@ -117,7 +120,7 @@ def main(args: argparse.Namespace) -> dict:
 
 def write_flat_field(args: argparse.Namespace, key: str, spec: dict, record: dict) -> None:
     """Sets the class's flat field in the profile and keeps every class's fit record in flat_fields.json."""
-    settings = load_generator(args.generator).profiles.get(args.profile)
+    settings = SamplingProfiles.from_config(read_generator_config(args.generator)).get(args.profile)
     write_sampling_defaults(args.generator, replace(settings, flat_fields={**settings.flat_fields, key: spec}),
                             args.profile)
     path = Path(args.generator) / RECORD_NAME
