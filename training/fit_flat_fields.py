@@ -91,10 +91,11 @@ def main(args: argparse.Namespace) -> dict:
     colours = frequent_colours(class_tiles, args.colours)
     train = exact_shares(class_tiles, colours, args.measure_tolerances, args.min_share)
     generated = unsnapped_tiles(args, tissue.index, tissue.key)
-    # Every candidate's map reads the same distances: computed once, not once per tolerance.
-    real_distances, generated_distances = (nearest_colours(tiles, colours)[1] for tiles in (class_tiles, generated))
-    maps = {t: fit_distance_map(real_distances, generated_distances, t) if args.distance_map else None
-            for t in sorted(set(args.tolerances))}
+    maps = dict.fromkeys(sorted(set(args.tolerances)))
+    if args.distance_map:
+        # Every candidate's map reads the same distances: computed once, not once per tolerance.
+        real_distances, generated_distances = (nearest_colours(tiles, colours)[1] for tiles in (class_tiles, generated))
+        maps = {t: fit_distance_map(real_distances, generated_distances, t) for t in maps}
     snapped = {t: exact_shares(snap_to_colours(generated, colours, t, maps[t]), colours, args.measure_tolerances,
                                args.min_share)
                for t in maps}
