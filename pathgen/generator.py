@@ -7,7 +7,6 @@ with DPM-Solver++.
 
 from __future__ import annotations
 
-import copy
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -47,6 +46,15 @@ class UNetShape:
     layers_per_block: int = 1
     attention_head_dim: int = 32
     norm_num_groups: int = 16
+
+
+def portable_copy(unet: UNet2DModel) -> UNet2DModel:
+    """A copy whose config omits where the weights were loaded from, so that an export's config.json is the same
+    file whichever machine or folder it was made from."""
+    config = {key: value for key, value in unet.config.items() if key != "_name_or_path"}
+    clone = UNet2DModel.from_config(config)
+    clone.load_state_dict(unet.state_dict())
+    return clone
 
 
 def build_unet(shape: UNetShape, num_classes: int = NUM_CLASSES) -> UNet2DModel:
@@ -249,8 +257,7 @@ class PixelDiffusionGenerator(BatchedGenerator):
         and discriminator/ if it has one."""
         folder = Path(path)
         for name, pipeline in {MAIN_MODEL: self.pipeline, **self.profile_pipelines}.items():
-            half = copy.deepcopy(pipeline.unet).to(torch.float16)
-            half.save_pretrained(folder / name, safe_serialization=True)
+            portable_copy(pipeline.unet).to(torch.float16).save_pretrained(folder / name, safe_serialization=True)
         if self.pipeline.discriminator is not None:
             self.pipeline.discriminator.save_pretrained(folder / DISCRIMINATOR_FOLDER)
         DDPMScheduler.from_config(self.pipeline.scheduler_config).save_pretrained(folder / "scheduler")

@@ -166,6 +166,19 @@ def test_guidance_interval_round_trips_through_save_pretrained(tmp_path):
     assert load_generator(tmp_path / "gen").defaults == SamplingDefaults(6, 2.5, (0.1, 0.9), "sde-dpmsolver++")
 
 
+def test_an_export_records_nowhere_it_was_loaded_from_and_keeps_its_weights(tmp_path):
+    # diffusers writes the load path into a re-saved config.json; an export made from another folder or machine
+    # must be the same file, so that its hash in bank and report provenance does not depend on where it was made.
+    tiny_generator(steps=3, guidance=2.0).save_pretrained(tmp_path / "first")
+    loaded = PixelDiffusionGenerator.from_pretrained(tmp_path / "first")
+    assert str(loaded.pipeline.unet.config["_name_or_path"]) == str(tmp_path / "first" / "unet")
+    loaded.save_pretrained(tmp_path / "second")
+    for name in ("config.json", "diffusion_pytorch_model.safetensors"):
+        first, second = (tmp_path / folder / "unet" / name for folder in ("first", "second"))
+        assert first.read_bytes() == second.read_bytes(), name
+    assert "_name_or_path" not in json.loads((tmp_path / "second" / "unet" / "config.json").read_text())
+
+
 def test_shipped_samples_are_recognised_by_shipped_classifier(shipped):
     # Measured at the live profile on 438-500 unfiltered images per class (generator.json at commit c7aa764): recall 0.85 (stroma) to
     # 1.0, macro 0.96. With 32 per class the floors leave room for sampling noise (a class at 0.80 falls below
