@@ -31,11 +31,20 @@ def test_each_class_takes_the_scale_that_covers_most_of_its_train_tiles_while_re
     guided = sweep_result(1.5, 2.0, correct={4: 99, 7: 95}, coverage={4: 0.80, 7: 0.85})
     choice = choose_class_guidance([unguided, guided], guided, RULE)
     assert choice["stands"] and choice["picked"]["mucus"] == 1.0 and choice["picked"]["stroma"] == 1.5
-    # Classes where both scales tie on every figure take the faster one; the profile's own scale needs no entry.
+    # Classes where both scales tie on every figure take the lower one; the profile's own scale needs no entry.
     assert choice["picked"]["adipose"] == 1.0
     assert choice["class_guidance"] == {key: 1.0 for key, scale in choice["picked"].items() if scale == 1.0}
     assert choice["coverage_mean"] == sum(r["coverage_per_class"][n] for r, n in
                                           zip([unguided] * 7 + [guided] + [unguided], CLASS_NAMES, strict=True)) / 9
+
+
+def test_among_guided_scales_that_tie_on_every_figure_the_lower_is_taken_whatever_the_measured_speed():
+    # Two guided scales cost the same; the higher one happened to be timed faster on a busy host.
+    lower = sweep_result(1.5, 2.0, correct={}, coverage={})
+    higher = sweep_result(2.0, 4.0, correct={}, coverage={})
+    choice = choose_class_guidance([higher, lower], higher, RULE)
+    assert choice["stands"] and set(choice["picked"].values()) == {1.5}
+    assert choice["class_guidance"] == dict.fromkeys(choice["picked"], 1.5)
 
 
 def test_with_a_recall_tolerance_a_scale_that_loses_recall_is_not_chosen_for_its_coverage():
@@ -91,20 +100,20 @@ def test_scales_measured_at_another_noise_spacing_are_not_combined_with_the_chos
 
 
 def test_with_a_frechet_tolerance_the_scale_closest_to_train_wins_among_those_that_cover_as_much():
-    # Both scales cover adipose (0) alike; guided tiles sit twice as far from train as a whole.
-    unguided = sweep_result(1.0, 2.0, correct={}, coverage={0: 0.95})
-    guided = sweep_result(1.5, 3.0, correct={}, coverage={0: 0.96})
-    unguided["frechet_per_class"] = dict.fromkeys(CLASS_NAMES, 1.0)
-    guided["frechet_per_class"] = dict.fromkeys(CLASS_NAMES, 1.05) | {CLASS_NAMES[0]: 2.0}
-    assert choose_class_guidance([unguided, guided], guided, RULE)["picked"]["adipose"] == 1.5  # faster
+    # Both scales cover adipose (0) alike; the lower scale's adipose tiles sit twice as far from train as a whole.
+    lower = sweep_result(1.5, 2.0, correct={}, coverage={0: 0.96})
+    higher = sweep_result(2.0, 2.0, correct={}, coverage={0: 0.95})
+    lower["frechet_per_class"] = dict.fromkeys(CLASS_NAMES, 1.0) | {CLASS_NAMES[0]: 2.0}
+    higher["frechet_per_class"] = dict.fromkeys(CLASS_NAMES, 1.05) | {CLASS_NAMES[0]: 1.0}
+    assert choose_class_guidance([lower, higher], higher, RULE)["picked"]["adipose"] == 1.5  # the lower scale
     with_frechet = RULE | {"frechet_tolerance": 0.1}
-    picked = choose_class_guidance([unguided, guided], guided, with_frechet)["picked"]
-    # Within 10% of the lowest distance the other classes keep the faster scale.
-    assert picked["adipose"] == 1.0 and picked["background"] == 1.5
+    picked = choose_class_guidance([lower, higher], higher, with_frechet)["picked"]
+    # Within 10% of the lowest distance the other classes keep the lower scale.
+    assert picked["adipose"] == 2.0 and picked["background"] == 1.5
     # A distance a hair below zero (sqrtm rounding) still leaves a scale to pick.
-    unguided["frechet_per_class"][CLASS_NAMES[1]] = -1e-7
-    assert choose_class_guidance([unguided, guided], guided, with_frechet)["picked"]["background"] == 1.0
+    higher["frechet_per_class"][CLASS_NAMES[1]] = -1e-7
+    assert choose_class_guidance([lower, higher], higher, with_frechet)["picked"]["background"] == 2.0
     # The distance never overrides coverage: a scale that covers less of train is out before it is read.
-    guided["coverage_per_class"][CLASS_NAMES[0]] = 0.99
-    unguided["coverage_per_class"][CLASS_NAMES[0]] = 0.90
-    assert choose_class_guidance([unguided, guided], guided, with_frechet)["picked"]["adipose"] == 1.5
+    lower["coverage_per_class"][CLASS_NAMES[0]] = 0.99
+    higher["coverage_per_class"][CLASS_NAMES[0]] = 0.90
+    assert choose_class_guidance([lower, higher], higher, with_frechet)["picked"]["adipose"] == 1.5

@@ -12,7 +12,9 @@ within `texture_tolerance` of the class's smallest (not for background, which is
 recall of train tiles within `recall_tolerance` of the class's highest; (5) k-NN coverage of train tiles
 within `coverage_tolerance` of the class's highest; (6) Fréchet distance to train tiles at most
 `frechet_tolerance` (a fraction) above the class's lowest; (7) agreement within `tolerance` of the class's
-best; (8) the fastest. A step whose tolerance is None is skipped. The distance is relative because its scale
+best; (8) the lowest scale. Scale 1.0 skips the unconditional pass and is the cheapest; every other scale costs the
+same, so a measured speed between them is host noise, and the lower scale trades the least variety for
+recognisability. A step whose tolerance is None is skipped. The distance is relative because its scale
 differs from class to class; it comes after coverage because coverage is read per tile neighbourhood and the
 distance over the whole class, so among scales that reach as much of train it keeps those whose tiles, taken
 together, sit closest to it. Recall comes before coverage because the two can
@@ -70,7 +72,7 @@ def choose_for_class(results: list[dict], name: str, rule: dict) -> dict:
         candidates = narrowed(candidates, lambda r: r["frechet_per_class"][name],
                               lowest * rule["frechet_tolerance"], lowest=True)
     candidates = narrowed(candidates, lambda r: agreement(r, name), rule["tolerance"], lowest=False)
-    return max(candidates, key=lambda r: r["images_per_second"])
+    return min(candidates, key=lambda r: r["guidance"])
 
 
 def f1_from_counts(rows: dict[str, list[int]]) -> dict:
