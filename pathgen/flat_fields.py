@@ -17,6 +17,8 @@ from .checks import is_number_in, is_whole_in
 
 MAX_COLOURS = 16
 MAX_TOLERANCE = 16
+# What counts as an exact-colour tile: half its pixels within 1 grey level of one of the class's 4 commonest values.
+EXACT_COLOURS, EXACT_TOLERANCE, EXACT_MIN_SHARE = 4, 1, 0.5
 
 
 def frequent_colours(tiles: np.ndarray, count: int) -> np.ndarray:

@@ -503,18 +503,38 @@ def test_class_weights_draw_the_named_class_that_much_more_often():
     assert train_generator.draw_weights(labels, {}) is None
 
 
+def test_exact_colour_weights_single_out_the_named_class_flat_tiles_only():
+    rng = np.random.default_rng(0)
+    tiles = rng.integers(0, 256, size=(30, 28, 28, 3), dtype=np.uint8)
+    glass = np.array([237, 221, 236], dtype=np.uint8)
+    tiles[[0, 1, 2]] = glass  # flat background glass
+    tiles[3, :20] = glass + 1  # background, 20 of 28 rows within 1 grey level of it
+    tiles[4, :10] = glass  # background, too little of it
+    tiles[20] = glass  # a flat tile of another class
+    labels = torch.tensor([1] * 10 + [0] * 20)
+    images = torch.from_numpy(tiles).permute(0, 3, 1, 2).contiguous()
+    factors = train_generator.exact_colour_factors(images, labels, {1: 3.0})
+    assert factors.tolist() == [3.0] * 4 + [1.0] * 26
+    assert train_generator.exact_colour_factors(images, labels, {}) is None
+    weights = train_generator.draw_weights(labels, {1: 2.0}, factors)
+    assert weights.tolist() == [6.0] * 4 + [2.0] * 6 + [1.0] * 20
+
+
 def test_class_weighted_training_runs_and_records_its_weights(tmp_path, fixture_dir):
     out = tmp_path / "generator"
     train_generator.main(train_generator.parse_args(
         ["--data-dir", str(fixture_dir), "--output-dir", str(out), "--checkpoint-dir", str(tmp_path / "runs"),
-         "--max-steps", "1", "--warmup-steps", "1", "--class-weights", "background=3", "mucus=0.5", *TINY]))
+         "--max-steps", "1", "--warmup-steps", "1", "--class-weights", "background=3", "mucus=0.5",
+         "--exact-colour-weights", "background=2", *TINY]))
     record = json.loads((out / "training.json").read_text())
     assert record["steps"] == 1 and record["args"]["class_weights"] == ["background=3", "mucus=0.5"]
-    assert "--class-weights background=3 mucus=0.5" in record["segments"][0]["command"]
+    assert record["args"]["exact_colour_weights"] == ["background=2"]
+    assert "--class-weights background=3 mucus=0.5 --exact-colour-weights background=2" in record["segments"][0]["command"]
 
 
+@pytest.mark.parametrize("flag", ["--class-weights", "--exact-colour-weights"])
 @pytest.mark.parametrize("item", ["background", "background=0", "background=-1", "background=nan", "nerve=2"])
-def test_bad_class_weights_are_refused_with_a_clear_message(item, capsys):
+def test_bad_class_weights_are_refused_with_a_clear_message(flag, item, capsys):
     with pytest.raises(SystemExit):
-        train_generator.parse_args(["--class-weights", item])
-    assert "--class-weights: " in capsys.readouterr().err
+        train_generator.parse_args([flag, item])
+    assert f"{flag}: " in capsys.readouterr().err

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from pathgen.classifier import TissueClassifier
-from pathgen.flat_fields import exact_colour_tiles, frequent_colours
+from pathgen.flat_fields import EXACT_COLOURS, EXACT_MIN_SHARE, EXACT_TOLERANCE, exact_colour_tiles, frequent_colours
 from pathgen.generation import load_generator
 from pathgen.judge import TissueJudge
 from pathgen.metrics import NEAREST_K, knn_membership
@@ -54,11 +54,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "features (default: bands only).")
     parser.add_argument("--classifier", default="assets/classifier", help="Classifier folder (from_pretrained).")
     parser.add_argument("--judge", default="assets/judge", help="Judge folder (from_pretrained).")
-    parser.add_argument("--exact-colours", type=int, default=4,
+    parser.add_argument("--exact-colours", type=int, default=EXACT_COLOURS,
                         help="How many of the most frequent train pixel values count as the class's exact colours (0: skip).")
-    parser.add_argument("--exact-tolerance", type=int, default=1,
+    parser.add_argument("--exact-tolerance", type=int, default=EXACT_TOLERANCE,
                         help="Grey levels (every channel) within which a pixel counts as an exact colour.")
-    parser.add_argument("--exact-min-share", type=float, default=0.5,
+    parser.add_argument("--exact-min-share", type=float, default=EXACT_MIN_SHARE,
                         help="Share of a tile's pixels that must be exact colours for an exact-colour tile.")
     parser.add_argument("--output", default=None, help="JSON file for the figures (optional).")
     args = parser.parse_args(argv)

@@ -34,7 +34,8 @@ from tqdm import tqdm
 
 from pathgen.augment import random_dihedral
 from pathgen.cpu import has_fast_bf16
-from pathgen.data import NUM_CLASSES, add_data_arguments, load_split, resolve_class
+from pathgen.data import NUM_CLASSES, TISSUE_CLASSES, add_data_arguments, load_split, resolve_class
+from pathgen.flat_fields import EXACT_COLOURS, EXACT_MIN_SHARE, EXACT_TOLERANCE, exact_colour_tiles, frequent_colours
 from pathgen.generation import PROFILES, SamplingProfiles, read_generator_config
 from pathgen.generator import PixelDiffusionGenerator, UNetShape, build_noise_scheduler, build_unet
 from training.noise_levels import add_noise_arguments, check_noise_arguments, loss_weights, nearest_timesteps, sample_timesteps
@@ -71,6 +72,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--class-weights", nargs="+", default=None, metavar="CLASS=WEIGHT",
                         help="Draw training tiles of these classes WEIGHT times as often as the rest, e.g. "
                              "background=3 (default: every tile alike).")
+    parser.add_argument("--exact-colour-weights", nargs="+", default=None, metavar="CLASS=WEIGHT",
+                        help="Draw this class's exact-colour train tiles (at least half their pixels within 1 grey "
+                             "level of one of the class's four most frequent train pixel values, as "
+                             "training.brightness_modes counts them) WEIGHT times as often as its other tiles, e.g. "
+                             "background=3 (default: no tile singled out).")
     parser.add_argument("--label-dropout", type=float, default=0.1, help="Fraction of labels replaced by the null class (for guidance).")
     parser.add_argument("--channels", type=int, nargs="+", default=list(UNetShape.block_out_channels),
                         help="UNet block widths, one per resolution (28, 14, 7).")
@@ -89,10 +95,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="Continue from the checkpoint in --checkpoint-dir if there is one.")
     args = parser.parse_args(argv)
     check_noise_arguments(parser, args)
-    try:
-        parse_class_weights(args.class_weights or [])
-    except ValueError as error:
-        parser.error(f"--class-weights: {error}")
+    for flag, items in (("--class-weights", args.class_weights), ("--exact-colour-weights", args.exact_colour_weights)):
+        try:
+            parse_class_weights(items or [])
+        except ValueError as error:
+            parser.error(f"{flag}: {error}")
     return args
 
 
@@ -113,15 +120,36 @@ def parse_class_weights(items: list[str]) -> dict[int, float]:
     return weights
 
 
-def draw_weights(labels: torch.Tensor, class_weights: dict[int, float]) -> torch.Tensor | None:
-    """Per-tile draw weights for `torch.multinomial`, or None for uniform draws (the default, whose RNG use
-    earlier runs replay)."""
-    if not class_weights:
+def draw_weights(labels: torch.Tensor, class_weights: dict[int, float],
+                 tile_factors: torch.Tensor | None = None) -> torch.Tensor | None:
+    """Per-tile draw weights for `torch.multinomial` (each tile's class weight times its factor), or None for
+    uniform draws (the default, whose RNG use earlier runs replay)."""
+    if not class_weights and tile_factors is None:
         return None
     per_class = torch.ones(NUM_CLASSES, dtype=torch.float64)
     for index, weight in class_weights.items():
         per_class[index] = weight
-    return per_class[labels.long()]
+    weights = per_class[labels.long()]
+    return weights if tile_factors is None else weights * tile_factors
+
+
+def exact_colour_factors(images: torch.Tensor, labels: torch.Tensor,
+                         weights: dict[int, float]) -> torch.Tensor | None:
+    """Float64 [n]: WEIGHT for the exact-colour tiles of each class in `weights` (images uint8 [n, 3, 28, 28]; the
+    class's colours are the most frequent values among its own tiles here), 1 for every other tile; None without
+    weights."""
+    if not weights:
+        return None
+    factors = torch.ones(len(labels), dtype=torch.float64)
+    for index, weight in weights.items():
+        members = torch.nonzero(labels.flatten() == index).flatten()
+        tiles = images[members].permute(0, 2, 3, 1).numpy()
+        flags = torch.from_numpy(exact_colour_tiles(tiles, frequent_colours(tiles, EXACT_COLOURS), EXACT_TOLERANCE,
+                                                    EXACT_MIN_SHARE))
+        factors[members[flags]] = weight
+        print(f"{TISSUE_CLASSES[index].key}: {int(flags.sum())} of {len(members)} train tiles are exact-colour tiles, "
+              f"drawn {weight:g} times as often", flush=True)
+    return factors
 
 
 def load_data(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
@@ -334,7 +362,8 @@ def main(args: argparse.Namespace) -> None:
     checkpoint_dir = Path(args.checkpoint_dir).expanduser()
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     train_x, train_y = load_data(args)
-    tile_weights = draw_weights(train_y, parse_class_weights(args.class_weights or []))
+    tile_weights = draw_weights(train_y, parse_class_weights(args.class_weights or []),
+                                exact_colour_factors(train_x, train_y, parse_class_weights(args.exact_colour_weights or [])))
     state = TrainingState(args)
     if args.init_from:
         adopt_architecture(args, state.unet)
