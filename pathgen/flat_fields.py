@@ -5,18 +5,22 @@ A scanner (and PathMNIST's stain normalisation) renders a flat field as one exac
 is continuous, so it draws values near those colours but never the colours themselves. `snap_to_colours` is that
 last discrete step: a pixel within `tolerance` grey levels (every channel) of one of a class's flat-field colours
 moves onto it, all the way or, with a distance map, to the distance real pixels at that quantile have
-(`fit_distance_map`), so that near pixels land on the colour and nothing jumps. The colours are the class's most
-frequent train pixel values (`frequent_colours`).
+(`fit_distance_map`), so that near pixels land on the colour and nothing jumps. `blend_to_colours` decides by
+neighbourhoods instead of single pixels: where a pixel's surroundings lie near a colour on average, the pixel is
+drawn onto it, so exact colours come as the patches of blank glass a scan has, not as speckle. The colours are the
+class's most frequent train pixel values (`frequent_colours`).
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy.ndimage import uniform_filter
 
 from .checks import is_number_in, is_whole_in
 
 MAX_COLOURS = 16
 MAX_TOLERANCE = 16
+MAX_WINDOW = 9
 # What counts as an exact-colour tile: half its pixels within 1 grey level of one of the class's 4 commonest values.
 EXACT_COLOURS, EXACT_TOLERANCE, EXACT_MIN_SHARE = 4, 1, 0.5
 
@@ -62,6 +66,27 @@ def snap_to_colours(tiles: np.ndarray, colours: np.ndarray, tolerance: int,
     return snapped
 
 
+def blend_to_colours(tiles: np.ndarray, colours: np.ndarray, start: float, tolerance: int, window: int) -> np.ndarray:
+    """A copy of `tiles` (uint8 [n, 28, 28, 3]) drawn onto the colours (uint8 [k, 3]) by neighbourhood: each pixel's
+    distance to its nearest colour is averaged over the `window` × `window` square around it (edges repeated); where
+    that mean is at most `start` the pixel takes the colour exactly, at `tolerance` or more it is left alone, and in
+    between its difference from the colour shrinks in proportion (rounded)."""
+    nearest, distance = nearest_colours(tiles, colours)
+    local = uniform_filter(distance.astype(np.float64), size=(1, window, window), mode="nearest")
+    keep = np.clip((local - start) / (tolerance - start), 0.0, 1.0)[..., None]
+    target = colours[nearest].astype(np.float64)
+    return np.clip(np.round(target + (tiles - target) * keep), 0, 255).astype(np.uint8)
+
+
+def apply_flat_field(tiles: np.ndarray, spec: dict) -> np.ndarray:
+    """`tiles` given one class's flat field (`is_flat_field`): blended by neighbourhood when the spec has a `blend`,
+    otherwise snapped pixel by pixel (with its distance map, if any)."""
+    colours = np.array(spec["colours"], dtype=np.uint8)
+    if "blend" in spec:
+        return blend_to_colours(tiles, colours, spec["blend"]["start"], spec["tolerance"], spec["blend"]["window"])
+    return snap_to_colours(tiles, colours, spec["tolerance"], spec.get("distance_map"))
+
+
 def fit_distance_map(real_distances: np.ndarray, generated_distances: np.ndarray, tolerance: int) -> list[float]:
     """The map that gives generated pixels within `tolerance` of a colour the real pixels' distribution of distances
     to it (each pixel's distance to its nearest colour, as `nearest_colours` returns them): quantile matching,
@@ -89,8 +114,11 @@ def exact_colour_tiles(tiles: np.ndarray, colours: np.ndarray, tolerance: int, m
 
 def is_flat_field(spec: object) -> bool:
     """A class's flat-field setting: {"colours": 1-16 RGB triples of whole numbers 0-255, "tolerance": 0-16, and
-    optionally "distance_map": tolerance + 1 non-decreasing numbers from 0 to the tolerance}."""
-    if not isinstance(spec, dict) or not {"colours", "tolerance"} <= set(spec) <= {"colours", "tolerance", "distance_map"}:
+    optionally either "distance_map": tolerance + 1 non-decreasing numbers from 0 to the tolerance, or "blend":
+    {"start": a number from 0 up to (not including) the tolerance, "window": an odd whole number 1-9}}."""
+    if (not isinstance(spec, dict) or not {"colours", "tolerance"} <= set(spec) <= {"colours", "tolerance",
+                                                                                    "distance_map", "blend"}
+            or {"distance_map", "blend"} <= set(spec)):
         return False
     colours, tolerance = spec["colours"], spec["tolerance"]
     if not (isinstance(colours, (list, tuple)) and 1 <= len(colours) <= MAX_COLOURS
@@ -98,6 +126,8 @@ def is_flat_field(spec: object) -> bool:
                     and all(is_whole_in(value, 0, 255) for value in colour) for colour in colours)
             and is_whole_in(tolerance, 0, MAX_TOLERANCE)):
         return False
+    if "blend" in spec:
+        return is_blend(spec["blend"], tolerance)
     distance_map = spec.get("distance_map")
     return distance_map is None or (
         isinstance(distance_map, (list, tuple)) and len(distance_map) == tolerance + 1
@@ -105,10 +135,20 @@ def is_flat_field(spec: object) -> bool:
         and all(a <= b for a, b in zip(distance_map, distance_map[1:], strict=False)))
 
 
+def is_blend(blend: object, tolerance: int) -> bool:
+    """A flat field's neighbourhood setting: {"start": 0 <= start < tolerance, "window": odd, 1-9}."""
+    return (isinstance(blend, dict) and set(blend) == {"start", "window"} and tolerance > 0
+            and is_number_in(blend["start"], 0.0, float(tolerance)) and blend["start"] < tolerance
+            and is_whole_in(blend["window"], 1, MAX_WINDOW) and blend["window"] % 2 == 1)
+
+
 def normalised_flat_field(spec: dict) -> dict:
-    """The stored form: colours as lists of ints, tolerance as an int, the distance map (if any) as floats."""
+    """The stored form: colours as lists of ints, tolerance as an int, the distance map (if any) as floats, the
+    blend's start as a float and window as an int."""
     normalised = {"colours": [[int(value) for value in colour] for colour in spec["colours"]],
                   "tolerance": int(spec["tolerance"])}
     if spec.get("distance_map") is not None:
         normalised["distance_map"] = [float(d) for d in spec["distance_map"]]
+    if spec.get("blend") is not None:
+        normalised["blend"] = {"start": float(spec["blend"]["start"]), "window": int(spec["blend"]["window"])}
     return normalised

@@ -24,7 +24,8 @@ from .checks import is_number_in, is_whole_in
 from .data import TISSUE_CLASSES, resolve_class
 from .flat_fields import MAX_COLOURS as MAX_FLAT_COLOURS
 from .flat_fields import MAX_TOLERANCE as MAX_FLAT_TOLERANCE
-from .flat_fields import is_flat_field, normalised_flat_field, snap_to_colours
+from .flat_fields import MAX_WINDOW as MAX_FLAT_WINDOW
+from .flat_fields import apply_flat_field, is_flat_field, normalised_flat_field
 from .guided import check_examples, check_strength, starting_tiles
 
 MAX_IMAGES_PER_CALL = 1024
@@ -104,8 +105,9 @@ class SamplingDefaults:
         self.flat_fields = {key: normalised_flat_field(spec) for key, spec in checked_per_class(
             self.flat_fields, "flat_fields", is_flat_field,
             f'{{"colours": 1 to {MAX_FLAT_COLOURS} [r, g, b] triples of whole numbers 0-255, '
-            f'"tolerance": a whole number 0-{MAX_FLAT_TOLERANCE}, optionally "distance_map": tolerance + 1 '
-            f'non-decreasing numbers from 0 to the tolerance}}').items()}
+            f'"tolerance": a whole number 0-{MAX_FLAT_TOLERANCE}, optionally either "distance_map": tolerance + 1 '
+            f'non-decreasing numbers from 0 to the tolerance, or "blend": {{"start": a number from 0 to below the '
+            f'tolerance, "window": an odd whole number 1-{MAX_FLAT_WINDOW}}}}}').items()}
 
     def guidance_for(self, class_index: int) -> float:
         """The guidance scale this profile samples class `class_index` with."""
@@ -299,7 +301,7 @@ def with_flat_fields(tiles: np.ndarray, settings: SamplingDefaults) -> np.ndarra
     if not settings.flat_fields:
         return tiles
     (spec,) = settings.flat_fields.values()
-    return snap_to_colours(tiles, np.array(spec["colours"], dtype=np.uint8), spec["tolerance"], spec.get("distance_map"))
+    return apply_flat_field(tiles, spec)
 
 
 def read_generator_config(folder: str | os.PathLike) -> dict:

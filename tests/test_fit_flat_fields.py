@@ -5,15 +5,18 @@ import numpy as np
 import pytest
 
 from pathgen.data import load_split
-from pathgen.flat_fields import frequent_colours, snap_to_colours
+from pathgen.flat_fields import blend_to_colours, frequent_colours, snap_to_colours
 from pathgen.generation import load_generator
 from tests.conftest import save_tiny_models
 from training import fit_flat_fields
 
 
-def test_the_tolerance_whose_shares_are_nearest_train_wins_and_ties_go_to_the_smaller():
-    chosen, errors = fit_flat_fields.choose_tolerance([0.1, 0.3], {0: [0.0, 0.0], 3: [0.1, 0.2], 5: [0.2, 0.4], 4: [0.1, 0.2]})
-    assert chosen == 3 and errors[0] == pytest.approx(0.2) and errors[5] == pytest.approx(0.1)
+def test_the_candidate_whose_shares_are_nearest_train_wins_and_ties_go_to_the_smaller():
+    chosen, errors = fit_flat_fields.choose_candidate(
+        [0.1, 0.3], {(0,): [0.0, 0.0], (3,): [0.1, 0.2], (5,): [0.2, 0.4], (4,): [0.1, 0.2]})
+    assert chosen == (3,) and errors[(0,)] == pytest.approx(0.2) and errors[(5,)] == pytest.approx(0.1)
+    assert fit_flat_fields.choose_candidate([0.1], {(7, 4): [0.2], (7, 2): [0.1], (5, 3): [0.3]})[0] == (7, 2)
+    assert fit_flat_fields.choose_candidate([0.5], {(7, 2): [0.25], (5, 3): [0.75], (5, 4): [0.25]})[0] == (5, 3)
 
 
 def test_fit_writes_the_class_flat_field_and_a_record_and_refits_the_same(tmp_path, fixture_dir):
@@ -26,6 +29,8 @@ def test_fit_writes_the_class_flat_field_and_a_record_and_refits_the_same(tmp_pa
     colours = frequent_colours(images[labels == 1], 3)
     assert record["colours"] == colours.tolist() and record["train_tiles"] == int((labels == 1).sum())
     assert str(record["tolerance"]) == min(record["errors"], key=lambda t: (record["errors"][t], int(t)))
+    assert record["flat_field"] == {"colours": colours.tolist(), "tolerance": 16,
+                                    "distance_map": record["distance_maps"]["16"]}
     loaded = load_generator(generator)
     distance_map = record["distance_maps"]["16"]
     assert loaded.profiles.bank.flat_field_for(1) == {"colours": colours.tolist(), "tolerance": 16,
@@ -46,8 +51,29 @@ def test_fit_writes_the_class_flat_field_and_a_record_and_refits_the_same(tmp_pa
     np.testing.assert_array_equal(fit_flat_fields.unsnapped_tiles(args, 1, "background"), unsnapped)
 
 
+def test_a_blend_fit_writes_the_blend_it_chose(tmp_path, fixture_dir):
+    save_tiny_models(tmp_path)
+    generator = tmp_path / "gen"
+    argv = ["--data-dir", str(fixture_dir), "--generator", str(generator), "--count", "4", "--colours", "2",
+            "--tolerances", "3", "6", "--blend-window", "3", "--blend-starts", "0", "4", "--write"]
+    record = fit_flat_fields.main(fit_flat_fields.parse_args(argv))
+    assert set(record["errors"]) == {"3/0", "6/0", "6/4"} and "distance_maps" not in record
+    best = min(record["errors"], key=lambda key: (record["errors"][key], tuple(map(int, key.split("/")))))
+    tolerance, start = map(int, best.split("/"))
+    spec = {"colours": record["colours"], "tolerance": tolerance, "blend": {"start": float(start), "window": 3}}
+    assert record["flat_field"]["blend"] == {"start": start, "window": 3}
+    loaded = load_generator(generator)
+    assert loaded.profiles.bank.flat_field_for(1) == spec
+    unsnapped = fit_flat_fields.unsnapped_tiles(fit_flat_fields.parse_args(argv), 1, "background")
+    np.testing.assert_array_equal(loaded.generate(1, 4, seed=2024, profile="bank"),
+                                  blend_to_colours(unsnapped, np.array(record["colours"], dtype=np.uint8), start,
+                                                   tolerance, 3))
+
+
 @pytest.mark.parametrize("argv", [["--colours", "0"], ["--colours", "17"], ["--tolerances", "17"],
-                                  ["--measure-tolerances", "-1"], ["--min-share", "0"], ["--class", "tumor"]])
+                                  ["--measure-tolerances", "-1"], ["--min-share", "0"], ["--class", "tumor"],
+                                  ["--blend-window", "2"], ["--blend-window", "11"],
+                                  ["--blend-window", "3", "--tolerances", "2", "--blend-starts", "2"]])
 def test_bad_fit_arguments_are_refused(argv):
     with pytest.raises(SystemExit):
         fit_flat_fields.parse_args(argv)

@@ -2,6 +2,8 @@ import numpy as np
 import pytest
 
 from pathgen.flat_fields import (
+    apply_flat_field,
+    blend_to_colours,
     exact_colour_tiles,
     fit_distance_map,
     frequent_colours,
@@ -92,6 +94,42 @@ def test_the_fitted_distance_map_matches_the_real_distances():
     assert half == sorted(half) and 3 <= half[-1] <= 5 and half[4] == pytest.approx(2, abs=0.6)
 
 
+def test_blending_draws_near_neighbourhoods_onto_the_colour_and_leaves_far_ones():
+    colours = np.array([GLASS], dtype=np.uint8)
+    near = tiles_at_distances(np.full((1, 28, 28), 2))
+    far = tiles_at_distances(np.full((1, 28, 28), 9))
+    np.testing.assert_array_equal(blend_to_colours(near, colours, start=3, tolerance=7, window=3)[..., 0], GLASS[0])
+    np.testing.assert_array_equal(blend_to_colours(far, colours, start=3, tolerance=7, window=3), far)
+    halfway = blend_to_colours(tiles_at_distances(np.full((1, 28, 28), 6)), colours, start=4, tolerance=8, window=3)
+    assert (halfway[..., 0] == GLASS[0] + 3).all()  # mean distance 6 keeps half of it
+
+
+def test_blending_decides_by_the_neighbourhood_not_the_pixel():
+    colours = np.array([GLASS], dtype=np.uint8)
+    distances = np.full((1, 28, 28), 9)
+    distances[0, 10, 10] = 1  # one near pixel among far ones: snapping moves it, blending does not
+    lone = tiles_at_distances(distances)
+    assert snap_to_colours(lone, colours, tolerance=7)[0, 10, 10, 0] == GLASS[0]
+    np.testing.assert_array_equal(blend_to_colours(lone, colours, start=3, tolerance=7, window=3), lone)
+    distances = np.full((1, 28, 28), 1)
+    distances[0, 10, 10] = 9  # and one far pixel among near ones joins them, part way
+    odd_one = blend_to_colours(tiles_at_distances(distances), colours, start=1, tolerance=5, window=3)
+    assert odd_one[0, 10, 10, 0] == GLASS[0] + 2  # its window's mean, 17/9, keeps (17/9 - 1) / 4 of its 9
+    assert (odd_one[0, 9, 9] == GLASS).all() and (odd_one[0, 0, 0] == GLASS).all()
+
+
+def test_a_flat_field_spec_chooses_its_step():
+    rng = np.random.default_rng(3)
+    tiles = np.clip(np.array(GLASS) + rng.integers(-6, 7, (2, 28, 28, 3)), 0, 255).astype(np.uint8)
+    colours = np.array([GLASS], dtype=np.uint8)
+    spec = {"colours": [list(GLASS)], "tolerance": 5}
+    np.testing.assert_array_equal(apply_flat_field(tiles, spec), snap_to_colours(tiles, colours, 5))
+    mapped = spec | {"distance_map": [0, 0, 1, 2, 3, 4]}
+    np.testing.assert_array_equal(apply_flat_field(tiles, mapped), snap_to_colours(tiles, colours, 5, [0, 0, 1, 2, 3, 4]))
+    blended = spec | {"blend": {"start": 2, "window": 5}}
+    np.testing.assert_array_equal(apply_flat_field(tiles, blended), blend_to_colours(tiles, colours, 2, 5, 5))
+
+
 @pytest.mark.parametrize("spec,valid", [
     ({"colours": [list(GLASS)], "tolerance": 3}, True),
     ({"colours": [list(GLASS), (0, 0, 0)], "tolerance": 0}, True),
@@ -110,6 +148,15 @@ def test_the_fitted_distance_map_matches_the_real_distances():
     ({"colours": [list(GLASS)], "tolerance": 2, "distance_map": [0, 1, 3]}, False),
     ({"colours": [list(GLASS)], "tolerance": 2, "distance_map": "0 1 2"}, False),
     ({"colours": [list(GLASS)], "tolerance": 2, "other": 1}, False),
+    ({"colours": [list(GLASS)], "tolerance": 7, "blend": {"start": 4, "window": 3}}, True),
+    ({"colours": [list(GLASS)], "tolerance": 7, "blend": {"start": 0.5, "window": 9}}, True),
+    ({"colours": [list(GLASS)], "tolerance": 7, "blend": {"start": 7, "window": 3}}, False),
+    ({"colours": [list(GLASS)], "tolerance": 7, "blend": {"start": -1, "window": 3}}, False),
+    ({"colours": [list(GLASS)], "tolerance": 7, "blend": {"start": 4, "window": 4}}, False),
+    ({"colours": [list(GLASS)], "tolerance": 7, "blend": {"start": 4, "window": 11}}, False),
+    ({"colours": [list(GLASS)], "tolerance": 7, "blend": {"start": 4}}, False),
+    ({"colours": [list(GLASS)], "tolerance": 0, "blend": {"start": 0, "window": 3}}, False),
+    ({"colours": [list(GLASS)], "tolerance": 2, "distance_map": [0, 1, 2], "blend": {"start": 1, "window": 3}}, False),
 ])
 def test_flat_field_settings_are_checked(spec, valid):
     assert is_flat_field(spec) is valid

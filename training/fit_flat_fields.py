@@ -5,11 +5,12 @@
 The colours are the class's --colours most frequent train pixel values. The tolerance is chosen so that the
 generator's tiles carry exact colours as often as train tiles do: --count unfiltered tiles are drawn with the
 --profile settings (any flat fields the class already has left out), snapped at each candidate tolerance (with
-the distance map fitted for it, unless --no-distance-map snaps all the way), and for each the share of
+the distance map fitted for it, unless --no-distance-map snaps all the way; with --blend-window, blended by
+neighbourhood from each of --blend-starts to each tolerance above it instead), and for each the share of
 *exact-colour tiles* (at least --min-share of pixels within k grey levels of a colour) is compared with the train
-tiles' share at every k in --measure-tolerances. The tolerance with the smallest mean
-absolute difference wins (ties: the smaller). Only train tiles and generated tiles are read: nothing here sees
-val, test, the classifier or the judge. With --write it goes into the profile's `flat_fields` in the folder's
+tiles' share at every k in --measure-tolerances. The candidate with the smallest mean absolute difference wins
+(ties: the smaller tolerance, then the smaller start). Only train tiles and generated tiles are read: nothing here
+sees val, test, the classifier or the judge. With --write it goes into the profile's `flat_fields` in the folder's
 generator_config.json, and the figures with provenance into flat_fields.json beside it.
 """
 
@@ -26,11 +27,12 @@ from pathgen.data import resolve_class
 from pathgen.flat_fields import (
     MAX_COLOURS,
     MAX_TOLERANCE,
+    MAX_WINDOW,
+    apply_flat_field,
     exact_colour_tiles,
     fit_distance_map,
     frequent_colours,
     nearest_colours,
-    snap_to_colours,
 )
 from pathgen.generation import SamplingProfiles, load_generator, read_generator_config, write_sampling_defaults
 from training.cli import add_class_sample_arguments, class_train_tiles
@@ -52,6 +54,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--distance-map", action=argparse.BooleanOptionalAction, default=True,
                         help="Move pixels within the tolerance by a distance map fitted to train (quantile matching of "
                              "distances to the colours), not all the way onto the colour (--no-distance-map).")
+    parser.add_argument("--blend-window", type=int, default=0,
+                        help=f"Blend by neighbourhood (pathgen.flat_fields.blend_to_colours) over this odd window, 1-"
+                             f"{MAX_WINDOW}, instead of snapping pixel by pixel (0: snap; blending, --distance-map does not apply).")
+    parser.add_argument("--blend-starts", type=int, nargs="+", default=list(range(9)),
+                        help="With --blend-window: candidate mean distances at and below which pixels take the colour.")
     parser.add_argument("--write", action=argparse.BooleanOptionalAction, default=False,
                         help="Write the fitted colours and tolerance into the generator folder (default: print only).")
     args = parser.parse_args(argv)
@@ -59,6 +66,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--colours must be 1-{MAX_COLOURS}, --count at least 1, --min-share in (0, 1].")
     if not all(0 <= t <= MAX_TOLERANCE for t in args.tolerances) or not all(0 <= k <= 255 for k in args.measure_tolerances):
         parser.error(f"--tolerances must be 0-{MAX_TOLERANCE} and --measure-tolerances 0-255.")
+    if args.blend_window and (args.blend_window % 2 == 0 or not 1 <= args.blend_window <= MAX_WINDOW
+                              or not any(0 <= a < t for a in args.blend_starts for t in args.tolerances)):
+        parser.error(f"--blend-window must be 0 or odd 1-{MAX_WINDOW}, with a --blend-starts value under a tolerance.")
     try:
         resolve_class(args.tissue)
     except ValueError as error:
@@ -71,10 +81,11 @@ def exact_shares(tiles: np.ndarray, colours: np.ndarray, measure: list[int], min
     return [float(exact_colour_tiles(tiles, colours, k, min_share).mean()) for k in measure]
 
 
-def choose_tolerance(train: list[float], snapped: dict[int, list[float]]) -> tuple[int, dict[int, float]]:
-    """The candidate whose shares are nearest train's (mean absolute difference; ties: the smaller), and every error."""
-    errors = {t: float(np.abs(np.array(shares) - np.array(train)).mean()) for t, shares in snapped.items()}
-    return min(errors, key=lambda t: (errors[t], t)), errors
+def choose_candidate(train: list[float], shares: dict[tuple, list[float]]) -> tuple[tuple, dict[tuple, float]]:
+    """The candidate whose shares are nearest train's (mean absolute difference; ties: the smaller key, a key being
+    (tolerance,) or (tolerance, blend start)), and every candidate's error."""
+    errors = {key: float(np.abs(np.array(values) - np.array(train)).mean()) for key, values in shares.items()}
+    return min(errors, key=lambda key: (errors[key], key)), errors
 
 
 def unsnapped_tiles(args: argparse.Namespace, class_index: int, key: str) -> np.ndarray:
@@ -86,37 +97,59 @@ def unsnapped_tiles(args: argparse.Namespace, class_index: int, key: str) -> np.
     return generator.generate(class_index, args.count, seed=args.seed, profile=args.profile)
 
 
+def candidate_specs(args: argparse.Namespace, colours: np.ndarray, class_tiles: np.ndarray,
+                    generated: np.ndarray) -> dict[tuple, dict]:
+    """Every flat field the fit compares, keyed (tolerance,) or, blending, (tolerance, start)."""
+    base = {"colours": colours.tolist()}
+    tolerances = sorted(set(args.tolerances))
+    if args.blend_window:
+        return {(t, a): base | {"tolerance": t, "blend": {"start": a, "window": args.blend_window}}
+                for t in tolerances for a in sorted(set(args.blend_starts)) if a < t}
+    if not args.distance_map:
+        return {(t,): base | {"tolerance": t} for t in tolerances}
+    # Every candidate's map reads the same distances: computed once, not once per tolerance.
+    real_distances, generated_distances = (nearest_colours(tiles, colours)[1] for tiles in (class_tiles, generated))
+    return {(t,): base | {"tolerance": t, "distance_map": fit_distance_map(real_distances, generated_distances, t)}
+            for t in tolerances}
+
+
 def main(args: argparse.Namespace) -> dict:
     tissue, class_tiles = class_train_tiles(args)
     colours = frequent_colours(class_tiles, args.colours)
     train = exact_shares(class_tiles, colours, args.measure_tolerances, args.min_share)
     generated = unsnapped_tiles(args, tissue.index, tissue.key)
-    maps = dict.fromkeys(sorted(set(args.tolerances)))
-    if args.distance_map:
-        # Every candidate's map reads the same distances: computed once, not once per tolerance.
-        real_distances, generated_distances = (nearest_colours(tiles, colours)[1] for tiles in (class_tiles, generated))
-        maps = {t: fit_distance_map(real_distances, generated_distances, t) for t in maps}
-    snapped = {t: exact_shares(snap_to_colours(generated, colours, t, maps[t]), colours, args.measure_tolerances,
-                               args.min_share)
-               for t in maps}
-    tolerance, errors = choose_tolerance(train, snapped)
+    specs = candidate_specs(args, colours, class_tiles, generated)
+    shares = {key: exact_shares(apply_flat_field(generated, spec), colours, args.measure_tolerances, args.min_share)
+              for key, spec in specs.items()}
+    chosen, errors = choose_candidate(train, shares)
     print(f"{tissue.key}: colours {colours.tolist()}; exact-colour tile share at k = {args.measure_tolerances}")
     print(f"  train ({len(class_tiles)} tiles): {' '.join(f'{s:.3f}' for s in train)}")
-    for t, shares in snapped.items():
-        mark = "  <- chosen" if t == tolerance else ""
-        print(f"  snapped at {t:2d}: {' '.join(f'{s:.3f}' for s in shares)}  (mean abs. difference {errors[t]:.3f}){mark}")
-    if args.distance_map:
-        print(f"  distance map at the chosen tolerance: {maps[tolerance]}")
+    for key, values in shares.items():
+        mark = "  <- chosen" if key == chosen else ""
+        print(f"  {describe(key)}: {' '.join(f'{s:.3f}' for s in values)}  (mean abs. difference {errors[key]:.3f}){mark}")
+    spec = specs[chosen]
+    print(f"  chosen: {spec}")
     record = {"command": command_line("training.fit_flat_fields", args), "generator": describe_model(args.generator),
-              "class": tissue.key, "profile": args.profile, "colours": colours.tolist(), "tolerance": tolerance,
-              "measure_tolerances": args.measure_tolerances, "min_share": args.min_share,
+              "class": tissue.key, "profile": args.profile, "colours": colours.tolist(), "tolerance": chosen[0],
+              "flat_field": spec, "measure_tolerances": args.measure_tolerances, "min_share": args.min_share,
               "train_tiles": len(class_tiles), "train_shares": train, "generated_tiles": args.count,
-              "snapped_shares": {str(t): s for t, s in snapped.items()}, "errors": {str(t): e for t, e in errors.items()},
-              "distance_maps": {str(t): m for t, m in maps.items()}}
+              "snapped_shares": {label(key): s for key, s in shares.items()},
+              "errors": {label(key): e for key, e in errors.items()}}
+    if "distance_map" in spec:
+        record["distance_maps"] = {label(key): candidate["distance_map"] for key, candidate in specs.items()}
     if args.write:
-        spec = {"colours": colours.tolist(), "tolerance": tolerance}
-        write_flat_field(args, tissue.key, spec | ({"distance_map": maps[tolerance]} if args.distance_map else {}), record)
+        write_flat_field(args, tissue.key, spec, record)
     return record
+
+
+def label(key: tuple) -> str:
+    """A candidate's key in the record: "5" for a tolerance, "7/4" for tolerance 7 blended from 4."""
+    return "/".join(str(part) for part in key)
+
+
+def describe(key: tuple) -> str:
+    """A candidate's key as the printed table names it."""
+    return f"snapped at {key[0]:2d}" if len(key) == 1 else f"blended {key[1]}-{key[0]:2d}"
 
 
 def write_flat_field(args: argparse.Namespace, key: str, spec: dict, record: dict) -> None:
