@@ -73,7 +73,8 @@ def test_a_blend_fit_writes_the_blend_it_chose(tmp_path, fixture_dir):
 @pytest.mark.parametrize("argv", [["--colours", "0"], ["--colours", "17"], ["--tolerances", "17"],
                                   ["--measure-tolerances", "-1"], ["--min-share", "0"], ["--class", "tumor"],
                                   ["--blend-window", "2"], ["--blend-window", "11"],
-                                  ["--blend-window", "3", "--tolerances", "2", "--blend-starts", "2"]])
+                                  ["--blend-window", "3", "--tolerances", "2", "--blend-starts", "2"],
+                                  ["--blend-window", "3", "--blend-starts", "-1", "2"]])
 def test_bad_fit_arguments_are_refused(argv):
     with pytest.raises(SystemExit):
         fit_flat_fields.parse_args(argv)

@@ -67,8 +67,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not all(0 <= t <= MAX_TOLERANCE for t in args.tolerances) or not all(0 <= k <= 255 for k in args.measure_tolerances):
         parser.error(f"--tolerances must be 0-{MAX_TOLERANCE} and --measure-tolerances 0-255.")
     if args.blend_window and (args.blend_window % 2 == 0 or not 1 <= args.blend_window <= MAX_WINDOW
-                              or not any(0 <= a < t for a in args.blend_starts for t in args.tolerances)):
-        parser.error(f"--blend-window must be 0 or odd 1-{MAX_WINDOW}, with a --blend-starts value under a tolerance.")
+                              or not all(0 <= a < MAX_TOLERANCE for a in args.blend_starts)
+                              or not any(a < t for a in args.blend_starts for t in args.tolerances)):
+        parser.error(f"--blend-window must be 0 or odd 1-{MAX_WINDOW}; --blend-starts 0-{MAX_TOLERANCE - 1}, one under a "
+                     "tolerance.")
     try:
         resolve_class(args.tissue)
     except ValueError as error:
