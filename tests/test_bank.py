@@ -174,6 +174,23 @@ def check_report(metrics: dict, path) -> None:
     metrics["memorisation"]["generated"]["near_copy_fraction"] = 0.02
     rows = {target.split(" ")[0]: ok for target, _, ok in generator_report.target_rows(metrics)}
     assert rows["near-copies"] is False
+    check_class_across(metrics)
+
+
+def check_class_across(metrics: dict) -> None:
+    """--across prints one row per evaluation with that evaluation's figures for the named class."""
+    other = copy.deepcopy(metrics)
+    other["settings"]["seed"] = 7
+    other["feature_spaces"]["judge"]["generated"]["prdc"]["per_class"]["stroma"]["precision"] = 0.123
+    table = generator_report.class_across([("first.json", metrics), ("second.json", other)], "stroma")
+    rows = [line for line in table.splitlines() if line.startswith("| ") and ".json" in line]
+    assert [row.split(" | ")[0] for row in rows] == ["| first.json", "| second.json"]
+    assert rows[0].split(" | ")[1] == str(metrics["settings"]["seed"]) and rows[1].split(" | ")[1] == "7"
+    assert "0.123 / " in rows[1] and "0.123 / " not in rows[0]
+    with pytest.raises(SystemExit, match="--tissue must be one of"):
+        generator_report.class_across([("first.json", metrics)], "x" * 10_000)
+    with pytest.raises(SystemExit, match="needs --tissue"):
+        generator_report.main(generator_report.parse_args(["--across", "first.json"]))
 
 
 def texture_off_by(metrics: dict, factor: float, classes: tuple[str, ...] | None = None) -> None:

@@ -2,12 +2,14 @@
 
     python -m training.generator_report assets/metrics/generator.json
     python -m training.generator_report --compare SHIPPED.json CANDIDATE.json [SHIPPED.json CANDIDATE.json ...]
+    python -m training.generator_report --tissue background --across A.json B.json ...
 
 The README's generator tables are this script's output: every figure is read from the JSON, and every
 "met"/"missed" is computed here from the issue's targets, so neither can drift from the measurement.
 `--compare` applies the shipping rule of docs/generator_training.md to two evaluations run with the same
 settings and seed (or to several such pairs at different seeds), and prints each rule with both figures and
-whether the candidate ships.
+whether the candidate ships. `--across` lines up one class over many evaluations (one row each), so candidates
+measured at the same seed can be read side by side.
 """
 
 from __future__ import annotations
@@ -70,6 +72,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "the shipped weights' and rule 2 still hold.")
     parser.add_argument("--keep-met-targets", action="store_true",
                         help="Add rule 5: no issue target met by a shipped evaluation may be missed by its candidate.")
+    parser.add_argument("--across", nargs="+", metavar="METRICS",
+                        help="Print one row per generator.json for the class named by --tissue instead of one report.")
+    parser.add_argument("--tissue", help="Class key for --across, e.g. background.")
     return parser.parse_args(argv)
 
 
@@ -305,6 +310,26 @@ def compare(pairs: list[tuple[dict, dict]], rule: ShippingRule = ShippingRule(),
     return "\n".join(lines)
 
 
+def class_across(named: list[tuple[str, dict]], tissue: str) -> str:
+    """One row per evaluation: seed, tiles a set, and the class's unfiltered P / R / C in each feature space."""
+    keys = [t.key for t in TISSUE_CLASSES]
+    if tissue not in keys:
+        raise SystemExit(f"--tissue must be one of {', '.join(keys)}; got {tissue[:60]!r}")
+    lines = [f"{tissue}, unfiltered tiles, k-NN precision / recall / coverage:", "",
+             "| evaluation | seed | tiles a set | judge P / R / C | classifier P / R / C |", "| --- " * 5 + "|"]
+    for name, metrics in named:
+        cells = [name, str(metrics["settings"]["seed"])]
+        for space in ("judge", "classifier"):
+            knn = metrics["feature_spaces"].get(space, {}).get("generated", {}).get("prdc", {}).get(
+                "per_class", {}).get(tissue)
+            if space == "judge":
+                cells.append("–" if knn is None else str(knn["images_per_set"]))
+            cells.append("–" if knn is None else
+                         f"{knn['precision']:.3f} / {knn['recall']:.3f} / {knn['coverage']:.3f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def read_metrics(path: Path) -> dict:
     try:
         metrics = json.loads(path.read_text())
@@ -324,6 +349,10 @@ def main(args: argparse.Namespace) -> str:
         metrics = [read_metrics(Path(path)) for path in args.compare]
         pairs = list(zip(metrics[::2], metrics[1::2], strict=True))
         text = compare(pairs, ShippingRule(coverage_margin=args.coverage_margin), args.keep_met_targets)
+    elif args.across:
+        if args.tissue is None:
+            raise SystemExit("--across needs --tissue CLASS, e.g. --tissue background")
+        text = class_across([(path, read_metrics(Path(path))) for path in args.across], args.tissue)
     else:
         text = report(read_metrics(Path(args.metrics)))
     print(text)
