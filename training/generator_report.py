@@ -318,14 +318,12 @@ def class_across(named: list[tuple[str, dict]], tissue: str) -> str:
     lines = [f"{tissue}, unfiltered tiles, k-NN precision / recall / coverage:", "",
              "| evaluation | seed | tiles a set | judge P / R / C | classifier P / R / C |", "| --- " * 5 + "|"]
     for name, metrics in named:
-        cells = [name, str(metrics["settings"]["seed"])]
-        for space in ("judge", "classifier"):
-            knn = metrics["feature_spaces"].get(space, {}).get("generated", {}).get("prdc", {}).get(
-                "per_class", {}).get(tissue)
-            if space == "judge":
-                cells.append("–" if knn is None else str(knn["images_per_set"]))
-            cells.append("–" if knn is None else
-                         f"{knn['precision']:.3f} / {knn['recall']:.3f} / {knn['coverage']:.3f}")
+        figures = [metrics["feature_spaces"].get(space, {}).get("generated", {}).get("prdc", {}).get(
+            "per_class", {}).get(tissue) for space in ("judge", "classifier")]
+        sizes = [knn["images_per_set"] for knn in figures if knn is not None]
+        cells = [name, str(metrics["settings"]["seed"]), str(sizes[0]) if sizes else "–"]
+        cells += ["–" if knn is None else f"{knn['precision']:.3f} / {knn['recall']:.3f} / {knn['coverage']:.3f}"
+                  for knn in figures]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
