@@ -187,8 +187,11 @@ def check_class_across(metrics: dict) -> None:
     assert [row.split(" | ")[0] for row in rows] == ["| first.json", "| second.json"]
     assert rows[0].split(" | ")[1] == str(metrics["settings"]["seed"]) and rows[1].split(" | ")[1] == "7"
     assert "0.123 / " in rows[1] and "0.123 / " not in rows[0]
-    with pytest.raises(SystemExit, match="--tissue must be one of"):
+    assert generator_report.class_across([("first.json", metrics)], "Cancer-associated stroma") == \
+        generator_report.class_across([("first.json", metrics)], "stroma")
+    with pytest.raises(SystemExit, match="--tissue: Unknown tissue class") as refused:
         generator_report.class_across([("first.json", metrics)], "x" * 10_000)
+    assert len(str(refused.value)) < 400
     with pytest.raises(SystemExit, match="needs --tissue"):
         generator_report.main(generator_report.parse_args(["--across", "first.json"]))
 

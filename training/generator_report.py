@@ -19,7 +19,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from pathgen.data import TISSUE_CLASSES
+from pathgen.data import TISSUE_CLASSES, resolve_class
 from pathgen.generation import describe_guidance
 
 SETS = ("generated", "unguided", "bank")
@@ -74,7 +74,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="Add rule 5: no issue target met by a shipped evaluation may be missed by its candidate.")
     parser.add_argument("--across", nargs="+", metavar="METRICS",
                         help="Print one row per generator.json for the class named by --tissue instead of one report.")
-    parser.add_argument("--tissue", help="Class key for --across, e.g. background.")
+    parser.add_argument("--tissue", help="Class for --across: key, index or display name, e.g. background.")
     return parser.parse_args(argv)
 
 
@@ -312,9 +312,10 @@ def compare(pairs: list[tuple[dict, dict]], rule: ShippingRule = ShippingRule(),
 
 def class_across(named: list[tuple[str, dict]], tissue: str) -> str:
     """One row per evaluation: seed, tiles a set, and the class's unfiltered P / R / C in each feature space."""
-    keys = [t.key for t in TISSUE_CLASSES]
-    if tissue not in keys:
-        raise SystemExit(f"--tissue must be one of {', '.join(keys)}; got {tissue[:60]!r}")
+    try:
+        tissue = resolve_class(tissue).key
+    except ValueError as error:
+        raise SystemExit(f"--tissue: {error}") from None
     lines = [f"{tissue}, unfiltered tiles, k-NN precision / recall / coverage:", "",
              "| evaluation | seed | tiles a set | judge P / R / C | classifier P / R / C |", "| --- " * 5 + "|"]
     for name, metrics in named:
