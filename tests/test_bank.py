@@ -309,6 +309,24 @@ def check_kept_targets(shipped: dict, candidate: dict) -> None:
     # Missed by the shipped weights too, or met by both: nothing is lost.
     assert "near-copies" not in generator_report.kept_targets_row(with_near_copies(shipped, 0.016), after)[2]
     assert "near-copies" not in generator_report.kept_targets_row(before, with_near_copies(candidate, 0.004))[2]
+    check_kept_targets_over_seeds(shipped, candidate)
+
+
+def check_kept_targets_over_seeds(shipped: dict, candidate: dict) -> None:
+    """Over seeds, rule 5 counts the seeds at which each side meets a target, so a swap of seeds is not a loss."""
+    # Near-copies: the shipped weights meet the 1% target at seed 7 only, the candidate at seed 8 only.
+    swapped = [(with_near_copies(at_seed(shipped, 7), 0.009), with_near_copies(at_seed(candidate, 7), 0.012)),
+               (with_near_copies(at_seed(shipped, 8), 0.016), with_near_copies(at_seed(candidate, 8), 0.004))]
+    assert generator_report.compare(swapped, keep_met_targets=True).endswith("**does not ship**.")
+    text = generator_report.compare(swapped, keep_met_targets_over_seeds=True)
+    assert "- near-copies ≤ 1% of unfiltered tiles: shipped 1, candidate 1 of 2\n" in text
+    assert "| 5. every issue target met by the shipped weights at n seeds" in text and text.endswith("**ships**.")
+    # The candidate over the target at both seeds, within rule 3's margin: one seed fewer, so rule 5 fails.
+    fewer = [swapped[0], (swapped[1][0], with_near_copies(swapped[1][1], 0.017))]
+    text = generator_report.compare(fewer, keep_met_targets_over_seeds=True)
+    assert "shipped 1, candidate 0 of 2 (fewer)" in text and text.endswith("**does not ship**.")
+    with pytest.raises(SystemExit, match="choose one reading of rule 5"):
+        generator_report.compare(swapped, keep_met_targets=True, keep_met_targets_over_seeds=True)
 
 
 def check_feature_spaces(spaces: dict, keys: list[str]) -> None:
