@@ -45,6 +45,15 @@ def test_coverage_is_split_by_band_against_train_tiles(tmp_path, fixture_dir):
         assert all(0.0 <= row[figure] <= 1.0 for row in rows)
         assert sum(row[count] * row[figure] for row in rows) / 8 == pytest.approx(figures[figure])
         assert all(row[figure] is None for row in figures["per_band"] if not row[count])
+    # Split by texture instead, the same tiles in other groups: the counts and weighted shares add up again.
+    assert figures["texture_bands"] == ["0-2", "2-4", "4-8", "8-256"]
+    texture = figures["per_texture_band"]
+    tiny_steps = brightness_modes.texture_band_indices(np.zeros((2, 28, 28, 3), np.uint8))
+    assert tiny_steps.tolist() == [0, 0] and brightness_modes.texture_band_indices(
+        (np.indices((28, 28)).sum(0) % 2 * 255).astype(np.uint8)[None, ..., None].repeat(3, -1)).tolist() == [3]
+    for count, figure in (("train_tiles", "coverage"), ("generated_tiles", "precision")):
+        assert sum(row[count] for row in texture) == 8
+        assert sum(row[count] * row[figure] for row in texture if row[count]) / 8 == pytest.approx(figures[figure])
     with pytest.raises(SystemExit):
         brightness_modes.parse_args(["--count", "6", "--coverage-features", "judge"])
 

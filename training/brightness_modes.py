@@ -14,7 +14,9 @@ With `--coverage-features classifier` (or `judge`) it also splits k-NN coverage 
 `evaluate_generator` counts them) by band: `--count` train tiles of the class are the reference; a band's
 coverage is the share of its train tiles with a generated tile inside their k-NN ball, its precision the share
 of its generated tiles inside some train tile's ball. That says whether a class's missing coverage is a mode
-drawn too rarely or tiles that miss within a mode. The judge's features are for reading only, never for choosing.
+drawn too rarely or tiles that miss within a mode. The same split by texture (TEXTURE_EDGES, in
+`pathgen.metrics.texture_energy`'s grey-level steps) says whether the tiles missed are the flat, the typical or
+the rough ones. The judge's features are for reading only, never for choosing.
 
 Exact colours: a scan renders flat fields of blank glass as one RGB value, so a few values are far more frequent
 among real pixels than any other (in background, (237, 221, 236) is 5% of all train pixels). A tile is an
@@ -28,6 +30,7 @@ only a tile of that very colour enters.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -38,11 +41,14 @@ from pathgen.classifier import TissueClassifier
 from pathgen.flat_fields import EXACT_COLOURS, EXACT_MIN_SHARE, EXACT_TOLERANCE, exact_colour_tiles, frequent_colours
 from pathgen.generation import load_generator
 from pathgen.judge import TissueJudge
-from pathgen.metrics import NEAREST_K, knn_membership
+from pathgen.metrics import NEAREST_K, knn_membership, texture_energy
 from training.cli import add_class_sample_arguments, class_train_tiles
 from training.provenance import command_line, describe_model
 
 BAND_EDGES = (0, 90, 120, 150, 180, 200, 220, 256)
+# Texture bands, in pathgen.metrics.texture_energy's grey-level steps: real background's p10 / median / p90 are
+# about 0.8 / 3.5 / 11.4, so the bands separate flat, typical and rough tiles.
+TEXTURE_EDGES = (0.0, 2.0, 4.0, 8.0, 256.0)
 REFERENCE_SEED = 0  # which train tiles are the coverage reference; apart from --seed, which draws the generated ones
 
 
@@ -75,6 +81,11 @@ def band_indices(images: np.ndarray) -> np.ndarray:
     return np.digitize(means, BAND_EDGES[1:-1])
 
 
+def texture_band_indices(images: np.ndarray) -> np.ndarray:
+    """The band of TEXTURE_EDGES that each uint8 [N, H, W, 3] tile's texture energy falls in."""
+    return np.digitize(texture_energy(images), TEXTURE_EDGES[1:-1])
+
+
 def band_fractions(images: np.ndarray) -> list[float]:
     """Fraction of uint8 [N, H, W, 3] tiles whose mean grey level falls in each band of BAND_EDGES."""
     counts = np.bincount(band_indices(images), minlength=len(BAND_EDGES) - 1)
@@ -97,12 +108,15 @@ def split_by_group(covered: np.ndarray, precise: np.ndarray, reference_groups: n
 def coverage_by_band(reference: np.ndarray, generated: np.ndarray, features: Callable[[np.ndarray], np.ndarray],
                      exact: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
     """k-NN coverage of the `reference` tiles and precision of the `generated` ones, overall and per band, and
-    with `exact` (the exact-colour flags of both) for exact-colour tiles and the rest; `features` maps uint8
-    tiles to feature vectors."""
+    per texture band, and with `exact` (the exact-colour flags of both) for exact-colour tiles and the rest;
+    `features` maps uint8 tiles to feature vectors."""
     covered, precise = knn_membership(features(reference), features(generated), k=NEAREST_K)
     figures = {"coverage": share(covered), "precision": share(precise),
                "per_band": split_by_group(covered, precise, band_indices(reference), band_indices(generated),
-                                          len(BAND_EDGES) - 1)}
+                                          len(BAND_EDGES) - 1),
+               "texture_bands": [f"{low:g}-{high:g}" for low, high in itertools.pairwise(TEXTURE_EDGES)],
+               "per_texture_band": split_by_group(covered, precise, texture_band_indices(reference),
+                                                  texture_band_indices(generated), len(TEXTURE_EDGES) - 1)}
     if exact is not None:
         other, exact_colour = split_by_group(covered, precise, *(flags.astype(int) for flags in exact), 2)
         figures["exact_colour_tiles"], figures["other_tiles"] = exact_colour, other
@@ -124,6 +138,8 @@ def print_coverage(bands: list[str], figures: dict, space: str) -> None:
     print(f"k-NN in {space} features against train: coverage {figures['coverage']:.3f}, precision "
           f"{figures['precision']:.3f}\n      band  train tiles  covered | generated  precise")
     rows = list(zip(bands, figures["per_band"], strict=True))
+    rows += [(f"step {band}", row) for band, row in zip(figures["texture_bands"], figures["per_texture_band"],
+                                                        strict=True)]
     rows += [(name, figures[key]) for name, key in (("exact", "exact_colour_tiles"), ("other", "other_tiles"))
              if key in figures]
     for band, row in rows:
