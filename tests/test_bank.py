@@ -310,6 +310,16 @@ def check_kept_targets(shipped: dict, candidate: dict) -> None:
     assert "near-copies" not in generator_report.kept_targets_row(with_near_copies(shipped, 0.016), after)[2]
     assert "near-copies" not in generator_report.kept_targets_row(before, with_near_copies(candidate, 0.004))[2]
     check_kept_targets_over_seeds(shipped, candidate)
+    check_targets_across(shipped)
+
+
+def check_targets_across(metrics: dict) -> None:
+    """--targets-across counts, per target, the seeds at which it is met."""
+    named = [("a.json", with_near_copies(at_seed(metrics, 7), 0.009)), ("b.json", with_near_copies(at_seed(metrics, 8), 0.02))]
+    text = generator_report.targets_across(named)
+    assert text.startswith("Issue targets over 2 evaluations (seeds 7, 8):")
+    assert "| near-copies ≤ 1% of unfiltered tiles | 1 of 2 | 7 |" in text
+    assert len(text.splitlines()) == 4 + len(generator_report.target_rows(metrics))
 
 
 def check_kept_targets_over_seeds(shipped: dict, candidate: dict) -> None:
@@ -321,6 +331,10 @@ def check_kept_targets_over_seeds(shipped: dict, candidate: dict) -> None:
     text = generator_report.compare(swapped, keep_met_targets_over_seeds=True)
     assert "- near-copies ≤ 1% of unfiltered tiles: shipped 1, candidate 1 of 2\n" in text
     assert "| 5. every issue target met by the shipped weights at n seeds" in text and text.endswith("**ships**.")
+    moved = copy.deepcopy(swapped[1][1])
+    moved["generator"]["path"] = "runs/export"  # the same weights, measured from another folder
+    assert f"against candidate {candidate['generator']['path']}, runs/export," in generator_report.compare(
+        [swapped[0], (swapped[1][0], moved)], keep_met_targets_over_seeds=True)
     # The candidate over the target at both seeds, within rule 3's margin: one seed fewer, so rule 5 fails.
     fewer = [swapped[0], (swapped[1][0], with_near_copies(swapped[1][1], 0.017))]
     text = generator_report.compare(fewer, keep_met_targets_over_seeds=True)

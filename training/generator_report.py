@@ -4,13 +4,15 @@
     python -m training.generator_report --compare SHIPPED.json CANDIDATE.json [SHIPPED.json CANDIDATE.json ...]
         [--coverage-margin 0.005] [--keep-met-targets | --keep-met-targets-over-seeds]
     python -m training.generator_report --tissue background --across A.json B.json ...
+    python -m training.generator_report --targets-across SEED0.json SEED7.json ...
 
 The README's generator tables are this script's output: every figure is read from the JSON, and every
 "met"/"missed" is computed here from the issue's targets, so neither can drift from the measurement.
 `--compare` applies the shipping rule of docs/generator_training.md to two evaluations run with the same
 settings and seed (or to several such pairs at different seeds), and prints each rule with both figures and
 whether the candidate ships. `--across` lines up one class over many evaluations (one row each), so candidates
-measured at the same seed can be read side by side.
+measured at the same seed can be read side by side. `--targets-across` says at how many seeds one generator
+meets each target, since a figure near its bar is met at some seeds and missed at others.
 """
 
 from __future__ import annotations
@@ -79,6 +81,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--across", nargs="+", metavar="METRICS",
                         help="Print one row per generator.json for the class named by --tissue instead of one report.")
     parser.add_argument("--tissue", help="Class for --across: key, index or display name, e.g. background.")
+    parser.add_argument("--targets-across", nargs="+", metavar="METRICS",
+                        help="Print, for each issue target, at which of these generator.json files (one generator "
+                             "at several seeds) it is met, instead of one report.")
     return parser.parse_args(argv)
 
 
@@ -332,10 +337,10 @@ def compare(pairs: list[tuple[dict, dict]], rule: ShippingRule = ShippingRule(),
         name, cells, holds, counted = kept_targets_over_seeds(pairs)
         rows.append((name, cells, holds))
     seeds = [str(shipped["settings"]["seed"]) for shipped, _ in pairs]
-    shipped, candidate = pairs[0]
-    lines = [f"Shipped {shipped['generator']['path']} against candidate {candidate['generator']['path']}, "
-             f"profile `{candidate['settings']['profile']}`, seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)}:",
-             ""]
+    # One side's weights may have been measured from different folders (a gate's worktree, a run's export).
+    folders = [", ".join(dict.fromkeys(pair[side]["generator"]["path"] for pair in pairs)) for side in (0, 1)]
+    lines = [f"Shipped {folders[0]} against candidate {folders[1]}, profile `{pairs[0][1]['settings']['profile']}`, "
+             f"seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)}:", ""]
     heads = ["shipped", "candidate"] if len(pairs) == 1 else [f"{side}, seed {seed}" for seed in seeds
                                                              for side in ("shipped", "candidate")]
     lines += ["| rule | " + " | ".join(heads) + " | holds |", "| --- |" + " --- |" * (len(heads) + 1)]
@@ -370,6 +375,19 @@ def class_across(named: list[tuple[str, dict]], tissue: str) -> str:
     return "\n".join(lines)
 
 
+def targets_across(named: list[tuple[str, dict]]) -> str:
+    """For each issue target, the seeds of the evaluations that meet it, of all those given."""
+    met: dict[str, list[str]] = {}
+    for _, metrics in named:
+        for name, _, ok in target_rows(metrics):
+            met.setdefault(name, []).extend([str(metrics["settings"]["seed"])] if ok else [])
+    seeds = ", ".join(str(metrics["settings"]["seed"]) for _, metrics in named)
+    lines = [f"Issue targets over {len(named)} evaluations (seeds {seeds}):", "",
+             "| target | met at | seeds met |", "| --- | --- | --- |"]
+    lines += [f"| {name} | {len(hits)} of {len(named)} | {', '.join(hits) or '–'} |" for name, hits in met.items()]
+    return "\n".join(lines)
+
+
 def read_metrics(path: Path) -> dict:
     try:
         metrics = json.loads(path.read_text())
@@ -394,6 +412,8 @@ def main(args: argparse.Namespace) -> str:
         if args.tissue is None:
             raise SystemExit("--across needs --tissue CLASS, e.g. --tissue background")
         text = class_across([(path, read_metrics(Path(path))) for path in args.across], args.tissue)
+    elif args.targets_across:
+        text = targets_across([(path, read_metrics(Path(path))) for path in args.targets_across])
     else:
         text = report(read_metrics(Path(args.metrics)))
     print(text)
