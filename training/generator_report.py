@@ -254,13 +254,13 @@ def kept_targets_row(shipped: dict, candidate: dict, targets: Targets = Targets(
             "all kept" if not lost else "missed: " + "; ".join(lost), not lost)
 
 
-def met_counts(evaluations: list[dict], targets: Targets = Targets()) -> dict[str, int]:
-    """For each issue target, at how many of the evaluations it is met."""
-    counts: dict[str, int] = {}
+def met_at_seeds(evaluations: list[dict], targets: Targets = Targets()) -> dict[str, list[str]]:
+    """For each issue target, the seeds of the evaluations that meet it."""
+    met: dict[str, list[str]] = {}
     for metrics in evaluations:
         for name, _, ok in target_rows(metrics, targets):
-            counts[name] = counts.get(name, 0) + int(ok)
-    return counts
+            met.setdefault(name, []).extend([str(metrics["settings"]["seed"])] if ok else [])
+    return met
 
 
 def kept_targets_over_seeds(pairs: list[tuple[dict, dict]],
@@ -270,8 +270,8 @@ def kept_targets_over_seeds(pairs: list[tuple[dict, dict]],
     One seed's reading of a target near its bar flips with the seed, so a target the shipped weights meet at n
     seeds is kept when the candidate meets it at n or more of the same seeds.
     """
-    shipped = met_counts([pair[0] for pair in pairs], targets)
-    candidate = met_counts([pair[1] for pair in pairs], targets)
+    shipped = {name: len(seeds) for name, seeds in met_at_seeds([pair[0] for pair in pairs], targets).items()}
+    candidate = {name: len(seeds) for name, seeds in met_at_seeds([pair[1] for pair in pairs], targets).items()}
     cells = [f"{sum(ok for *_, ok in target_rows(metrics, targets))} met" for pair in pairs for metrics in pair]
     fewer = [name for name, count in shipped.items() if candidate.get(name, 0) < count]
     lines = [f"{name}: shipped {count}, candidate {candidate.get(name, 0)} of {len(pairs)}"
@@ -377,10 +377,7 @@ def class_across(named: list[tuple[str, dict]], tissue: str) -> str:
 
 def targets_across(named: list[tuple[str, dict]]) -> str:
     """For each issue target, the seeds of the evaluations that meet it, of all those given."""
-    met: dict[str, list[str]] = {}
-    for _, metrics in named:
-        for name, _, ok in target_rows(metrics):
-            met.setdefault(name, []).extend([str(metrics["settings"]["seed"])] if ok else [])
+    met = met_at_seeds([metrics for _, metrics in named])
     seeds = ", ".join(str(metrics["settings"]["seed"]) for _, metrics in named)
     lines = [f"Issue targets over {len(named)} evaluations (seeds {seeds}):", "",
              "| target | met at | seeds met |", "| --- | --- | --- |"]
