@@ -270,9 +270,11 @@ def kept_targets_over_seeds(pairs: list[tuple[dict, dict]],
     One seed's reading of a target near its bar flips with the seed, so a target the shipped weights meet at n
     seeds is kept when the candidate meets it at n or more of the same seeds.
     """
-    shipped = {name: len(seeds) for name, seeds in met_at_seeds([pair[0] for pair in pairs], targets).items()}
-    candidate = {name: len(seeds) for name, seeds in met_at_seeds([pair[1] for pair in pairs], targets).items()}
-    cells = [f"{sum(ok for *_, ok in target_rows(metrics, targets))} met" for pair in pairs for metrics in pair]
+    met = [met_at_seeds([pair[side] for pair in pairs], targets) for side in (0, 1)]
+    shipped, candidate = ({name: len(hits) for name, hits in side.items()} for side in met)
+    # check_comparable gives each pair its own seed, so a side's targets met at one seed are counted by that seed.
+    cells = [f"{sum(str(pair[0]['settings']['seed']) in hits for hits in side.values())} met"
+             for pair in pairs for side in met]
     fewer = [name for name, count in shipped.items() if candidate.get(name, 0) < count]
     lines = [f"{name}: shipped {count}, candidate {candidate.get(name, 0)} of {len(pairs)}"
              + (" (fewer)" if name in fewer else "")
