@@ -13,7 +13,7 @@ import json
 import os
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -46,6 +46,7 @@ BACKENDS = {"pixel-diffusion": "pathgen.generator:PixelDiffusionGenerator",
 HUB_BACKEND = "sd-lora"  # the backend whose trained folders are published on the Hugging Face Hub
 # A profile's own network lives in a plain subfolder of the generator folder: no separators, no "." or "..".
 MODEL_FOLDER_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+MAX_MIXED_MODELS = 4  # networks one class may draw from in equal shares
 
 
 @dataclass
@@ -69,8 +70,9 @@ class SamplingDefaults:
     # offline bank, too slow for live use); empty: the folder's main network.
     model: str = ""
     # Networks for named classes (class key -> subfolder) in place of `model`: a network fine-tuned on one class
-    # can fit it more closely than one shared by all nine.
-    class_models: dict[str, str] = field(default_factory=dict)
+    # can fit it more closely than one shared by all nine. A list of 2 to MAX_MIXED_MODELS subfolders draws the
+    # class from each in equal shares, so networks that miss opposite parts of a class's range can cover it together.
+    class_models: dict[str, str | list[str]] = field(default_factory=dict)
     # Flat-field colours for named classes (class key -> {"colours": [[r, g, b], ...], "tolerance": levels, optional
     # "distance_map"}): the exact values a scan renders blank glass as, which a continuous model never draws
     # (pathgen.flat_fields).
@@ -113,9 +115,11 @@ class SamplingDefaults:
         """The guidance scale this profile samples class `class_index` with."""
         return self.class_guidance.get(resolve_class(class_index).key, self.guidance)
 
-    def model_for(self, class_index: int) -> str:
-        """The network (subfolder name; empty: the main one) this profile samples class `class_index` with."""
-        return self.class_models.get(resolve_class(class_index).key, self.model)
+    def models_for(self, class_index: int) -> list[str]:
+        """The networks (subfolder names; empty: the main one) this profile draws class `class_index` from, in equal
+        shares."""
+        choice = self.class_models.get(resolve_class(class_index).key, self.model)
+        return [choice] if isinstance(choice, str) else list(choice)
 
     def flat_field_for(self, class_index: int) -> dict | None:
         """The flat-field colours and tolerance this profile snaps class `class_index`'s tiles to; None for none."""
@@ -123,7 +127,7 @@ class SamplingDefaults:
 
     def models(self) -> set[str]:
         """Every network this profile samples with, named as in `model` ("" for the main one)."""
-        return {self.model, *self.class_models.values()}
+        return {self.model}.union(*(self.models_for(key) for key in self.class_models))
 
     def describe_guidance(self) -> str:
         return describe_guidance(self.guidance, self.class_guidance)
@@ -173,10 +177,31 @@ def is_model_folder(name: object) -> bool:
     return isinstance(name, str) and MODEL_FOLDER_PATTERN.fullmatch(name) is not None
 
 
-def checked_class_models(class_models: object) -> dict[str, str]:
-    """{class key: subfolder} in class order, from keys, indices or names; ValueError naming what is wrong."""
-    return checked_per_class(class_models, "class_models", is_model_folder,
-                             "the name of a subfolder of the generator folder (letters, digits, '_', '-', '.'; at most 64)")
+def is_model_mixture(names: object) -> bool:
+    return (isinstance(names, list | tuple) and 2 <= len(names) <= MAX_MIXED_MODELS
+            and all(is_model_folder(name) for name in names) and len(set(names)) == len(names))
+
+
+def checked_class_models(class_models: object) -> dict[str, str | list[str]]:
+    """{class key: subfolder or list of subfolders} in class order, from keys, indices or names; ValueError naming
+    what is wrong."""
+    checked = checked_per_class(
+        class_models, "class_models", lambda names: is_model_folder(names) or is_model_mixture(names),
+        "the name of a subfolder of the generator folder (letters, digits, '_', '-', '.'; at most 64), or a list of "
+        f"2 to {MAX_MIXED_MODELS} different such names drawn from in equal shares")
+    return {key: names if isinstance(names, str) else list(names) for key, names in checked.items()}
+
+
+def network_of_each_tile(networks: list[str], seed: int, n: int) -> list[str]:
+    """Which of `networks` draws each of the `n` tiles of a call with `seed`: equal shares (to one tile), placed by
+    the seed, so that the call's seed and size regenerate every tile."""
+    if len(networks) == 1:
+        return networks * n
+    order = np.random.default_rng([seed, n]).permutation(n)
+    chosen = [""] * n
+    for rank, position in enumerate(order):
+        chosen[position] = networks[rank % len(networks)]
+    return chosen
 
 
 @dataclass
@@ -253,8 +278,9 @@ class BatchedGenerator:
         raise NotImplementedError
 
     def prepare_call(self, class_index: int, n: int, seed: int | None, steps: int | None, guidance: float | None,
-                     profile: str) -> tuple[int, SamplingDefaults, torch.Generator]:
-        """Checks one call's arguments; returns the class, the profile's settings with the overrides, the noise."""
+                     profile: str) -> tuple[int, SamplingDefaults, torch.Generator, list[str]]:
+        """Checks one call's arguments; returns the class, the profile's settings with the overrides, the noise, and
+        the network that draws each tile."""
         settings = self.profiles.get(profile)
         steps = settings.steps if steps is None else steps
         class_index = resolve_class(class_index).index
@@ -262,20 +288,36 @@ class BatchedGenerator:
         class_index = check_generation_args(class_index, n, seed, steps, guidance)
         flat_field = settings.flat_field_for(class_index)
         own_flat_field = {resolve_class(class_index).key: flat_field} if flat_field else {}
+        seed = int(seed) if seed is not None else int(torch.seed() % 2**63)
+        networks = network_of_each_tile(settings.models_for(class_index), seed, n)
         settings = SamplingDefaults(**{**asdict(settings), "steps": int(steps), "guidance": float(guidance),
-                                       "class_guidance": {}, "model": settings.model_for(class_index),
+                                       "class_guidance": {}, "model": networks[0],
                                        "class_models": {}, "flat_fields": own_flat_field})
         # A CPU generator draws the same noise for a seed on every device.
-        generator = torch.Generator().manual_seed(int(seed) if seed is not None else int(torch.seed() % 2**63))
-        return class_index, settings, generator
+        return class_index, settings, torch.Generator().manual_seed(seed), networks
+
+    def sample_by_network(self, networks: list[str], settings: SamplingDefaults,
+                          sample: Callable[[SamplingDefaults, np.ndarray], np.ndarray]) -> np.ndarray:
+        """The tiles of one call, `networks[i]` drawing tile i: in batches of at most `batch_size`, and within each
+        batch one `sample(settings of that network, positions)` per network, in order of first appearance."""
+        parts = []
+        for start in range(0, len(networks), self.batch_size):
+            chunk = networks[start:start + self.batch_size]
+            for name in dict.fromkeys(chunk):
+                positions = start + np.flatnonzero([network == name for network in chunk])
+                parts.append((positions, sample(replace(settings, model=name), positions)))
+        tiles = np.empty((len(networks), *parts[0][1].shape[1:]), dtype=parts[0][1].dtype)
+        for positions, part in parts:
+            tiles[positions] = part
+        return tiles
 
     def generate(self, class_index: int, n: int, *, seed: int | None = None, steps: int | None = None,
                  guidance: float | None = None, profile: str = "live") -> np.ndarray:
         """uint8 [n, 28, 28, 3] of one class; `steps`/`guidance` override the profile's; a seed fixes the images."""
-        class_index, settings, generator = self.prepare_call(class_index, n, seed, steps, guidance, profile)
-        batches = [self.sample_batch(class_index, min(self.batch_size, n - start), settings, generator)
-                   for start in range(0, n, self.batch_size)]
-        return with_flat_fields(np.concatenate(batches), settings)
+        class_index, settings, generator, networks = self.prepare_call(class_index, n, seed, steps, guidance, profile)
+        tiles = self.sample_by_network(networks, settings, lambda network_settings, positions: self.sample_batch(
+            class_index, len(positions), network_settings, generator))
+        return with_flat_fields(tiles, settings)
 
     def sample_guided_batch(self, class_index: int, starts: np.ndarray, strength: float, settings: SamplingDefaults,
                             generator: torch.Generator) -> np.ndarray:
@@ -288,12 +330,11 @@ class BatchedGenerator:
         `strength` (0 < strength <= 1; see pathgen.guided); `steps` counts the whole schedule, of which about
         strength * steps run. The examples are cycled in a seeded order, so k <= n uses every one."""
         examples, strength = check_examples(examples), check_strength(strength)
-        class_index, settings, generator = self.prepare_call(class_index, n, seed, steps, guidance, profile)
+        class_index, settings, generator, networks = self.prepare_call(class_index, n, seed, steps, guidance, profile)
         starts = starting_tiles(examples, n, generator)
-        batches = [self.sample_guided_batch(class_index, starts[start:start + self.batch_size], strength, settings,
-                                            generator)
-                   for start in range(0, n, self.batch_size)]
-        return with_flat_fields(np.concatenate(batches), settings)
+        tiles = self.sample_by_network(networks, settings, lambda network_settings, positions: self.sample_guided_batch(
+            class_index, starts[positions], strength, network_settings, generator))
+        return with_flat_fields(tiles, settings)
 
 
 def with_flat_fields(tiles: np.ndarray, settings: SamplingDefaults) -> np.ndarray:

@@ -62,6 +62,35 @@ def test_a_network_attached_for_one_class_samples_that_class_only(tmp_path):
                                                    str(tmp_path / "special"), "--class", "no-such-tissue"]))
 
 
+def attach_for_background(generator, source, name: str, *extra: str) -> None:
+    attach_model.main(attach_model.parse_args(["--generator", str(generator), "--source", str(source), "--name", name,
+                                               "--class", "background", *extra]))
+
+
+def test_mix_adds_a_network_to_the_class_and_replacing_removes_every_network_it_drew_from(tmp_path):
+    save_tiny_generator(tmp_path / "gen", seed=0)
+    save_tiny_generator(tmp_path / "special", seed=1)
+    attach_for_background(tmp_path / "gen", tmp_path / "special", "unet-a", "--mix")  # mixed with the main network
+    assert load_generator(tmp_path / "gen").profiles.bank.class_models == {"background": ["unet", "unet-a"]}
+    attach_for_background(tmp_path / "gen", tmp_path / "special", "unet-b")
+    attach_for_background(tmp_path / "gen", tmp_path / "special", "unet-c", "--mix")
+    generator = load_generator(tmp_path / "gen")
+    assert generator.profiles.bank.class_models == {"background": ["unet-b", "unet-c"]}
+    assert not (tmp_path / "gen" / "unet-a").exists()
+    tiles = generator.generate(1, 4, seed=3, profile="bank")
+    np.testing.assert_array_equal(load_generator(tmp_path / "gen").generate(1, 4, seed=3, profile="bank"), tiles)
+    attach_for_background(tmp_path / "gen", tmp_path / "special", "unet-d")
+    assert not (tmp_path / "gen" / "unet-b").exists() and not (tmp_path / "gen" / "unet-c").exists()
+    with pytest.raises(SystemExit, match="--mix needs --class"):
+        attach_model.main(attach_model.parse_args(["--generator", str(tmp_path / "gen"), "--source",
+                                                   str(tmp_path / "special"), "--mix"]))
+    for name in ("unet-e", "unet-f", "unet-g"):
+        attach_for_background(tmp_path / "gen", tmp_path / "special", name, "--mix")
+    with pytest.raises(SystemExit, match="class_models"):  # five networks for one class
+        attach_for_background(tmp_path / "gen", tmp_path / "special", "unet-h", "--mix")
+    assert not (tmp_path / "gen" / "unet-h").exists()
+
+
 def test_tuning_a_profile_keeps_its_network(tmp_path, fixture_dir):
     save_tiny_generator(tmp_path / "gen", seed=0)
     save_tiny_generator(tmp_path / "big", seed=1)

@@ -15,6 +15,7 @@ from pathgen.generation import (
     SamplingDefaults,
     SamplingProfiles,
     load_generator,
+    network_of_each_tile,
     write_sampling_defaults,
 )
 from pathgen.generator import (
@@ -25,6 +26,7 @@ from pathgen.generator import (
     edm_sigmas,
     karras_timesteps,
 )
+from pathgen.validation import pack_image_seed, regenerate
 from tests.conftest import ASSETS
 from training import evaluate_generator, train_generator
 
@@ -454,6 +456,55 @@ def test_a_class_samples_with_its_own_network_and_the_other_classes_do_not(tmp_p
     assert evaluate_generator.class_architectures(own, "live") == {}
 
 
+def constant_unet(seed: int, predicted_noise: float):
+    """A tiny UNet that predicts the same noise everywhere: strongly negative noise draws white tiles, positive
+    black ones, whatever the sampler's noise, so a tile shows which network drew it."""
+    unet = tiny_unet(seed)
+    with torch.no_grad():
+        unet.conv_out.weight.zero_()
+        unet.conv_out.bias.fill_(predicted_noise)
+    return unet
+
+
+def test_a_class_drawn_from_two_networks_gets_equal_shares_placed_by_the_seed_and_regenerates(tmp_path):
+    config, live = dict(build_noise_scheduler().config), SamplingDefaults(steps=3)
+    bank = SamplingDefaults(steps=4, class_models={"background": ["unet-white", "unet-black"]})
+    mixed = PixelDiffusionGenerator(tiny_unet(0), config, SamplingProfiles(live, bank), bf16=False, batch_size=4,
+                                    profile_unets={"unet-white": constant_unet(1, -3.0), "unet-black": constant_unet(2, 3.0)})
+    tiles = mixed.generate(1, 9, seed=5, profile="bank")
+    white = tiles.reshape(9, -1).mean(axis=1) > 127
+    expected = np.array(network_of_each_tile(["unet-white", "unet-black"], 5, 9)) == "unet-white"
+    np.testing.assert_array_equal(white, expected)
+    assert white.sum() in (4, 5) and 0 < white[:4].sum() < 4  # batches of 4 mix the networks too
+    np.testing.assert_array_equal(mixed.generate(1, 9, seed=5, profile="bank"), tiles)
+    assert not np.array_equal(network_of_each_tile(["a", "b"], 6, 9), network_of_each_tile(["a", "b"], 5, 9))
+    for position in (0, 8):
+        np.testing.assert_array_equal(regenerate(mixed, 1, pack_image_seed(5, 9, position), profile="bank"), tiles[position])
+    examples = np.full((2, 28, 28, 3), 120, dtype=np.uint8)
+    guided = mixed.generate_guided(examples, 1, 9, strength=0.9, seed=5, profile="bank")
+    np.testing.assert_array_equal(guided.reshape(9, -1).mean(axis=1) > 127, expected)
+    # Other classes and the live profile sample with the main network as before.
+    plain = PixelDiffusionGenerator(tiny_unet(0), config, SamplingProfiles(live, replace(bank, class_models={})),
+                                    bf16=False, batch_size=4)
+    np.testing.assert_array_equal(mixed.generate(3, 9, seed=5, profile="bank"), plain.generate(3, 9, seed=5, profile="bank"))
+    np.testing.assert_array_equal(mixed.generate(1, 9, seed=5, profile="live"), plain.generate(1, 9, seed=5, profile="live"))
+    described = evaluate_generator.class_architectures(mixed, "bank")["background"]
+    assert [network["folder"] for network in described] == ["unet-white", "unet-black"]
+    mixed.save_pretrained(tmp_path / "g")
+    assert load_generator(tmp_path / "g").profiles.bank.class_models == {"background": ["unet-white", "unet-black"]}
+    shutil.rmtree(tmp_path / "g" / "unet-black")
+    with pytest.raises(ValueError, match="corrupt or incomplete"):
+        load_generator(tmp_path / "g")
+    with pytest.raises(ValueError, match="lacks"):
+        PixelDiffusionGenerator(tiny_unet(0), config, SamplingProfiles(live, bank), profile_unets={"unet-white": tiny_unet(1)})
+
+
+@pytest.mark.parametrize("networks,n", [(["a", "b"], 1), (["a", "b"], 64), (["a", "b", "c"], 10), (["a"], 5)])
+def test_each_network_of_a_mixture_draws_an_equal_share_to_one_tile(networks, n):
+    counts = [network_of_each_tile(networks, 11, n).count(name) for name in networks]
+    assert sum(counts) == n and max(counts) - min(counts) <= 1
+
+
 def test_a_class_with_flat_fields_is_snapped_to_its_colours_and_the_other_classes_are_not(tmp_path):
     config, live = dict(build_noise_scheduler().config), SamplingDefaults(steps=3)
     plain = PixelDiffusionGenerator(tiny_unet(0), config, SamplingProfiles(live, SamplingDefaults(steps=3)), bf16=False)
@@ -488,7 +539,10 @@ def test_bad_flat_fields_are_refused(flat_fields, tmp_path):
 
 
 @pytest.mark.parametrize("class_models", [{"no-such-tissue": "unet-x"}, {"background": "../unet"},
-                                          {"background": 3}, ["background"], {"background": "x" * 100}])
+                                          {"background": 3}, ["background"], {"background": "x" * 100},
+                                          {"background": []}, {"background": ["unet-a"]},
+                                          {"background": ["unet-a", "unet-a"]}, {"background": ["unet-a", "../b"]},
+                                          {"background": [f"unet-{i}" for i in range(5)]}, {"background": ["a", 3]}])
 def test_bad_class_models_are_refused(class_models):
     with pytest.raises(ValueError, match="class|no-such-tissue|Unknown"):
         SamplingDefaults(class_models=class_models)

@@ -7,9 +7,10 @@ The app's `live` generation has a speed target that a bigger UNet misses on a 2-
 `bank` is built once and can afford one. This copies the source's `unet/` (fp16 safetensors and config, as
 `save_pretrained` wrote them) into GENERATOR/NAME/, with the source's training.json beside it so the network's
 history travels with it, and sets the profile's `model` to NAME (with --class, the profile's `class_models` entry
-for that class: a network fine-tuned on one class samples that class only); every other setting of the profile
-stays. Both folders must be pixel-diffusion generators on the same noise schedule. Run `python -m training.tune_sampling
---profile PROFILE` afterwards: the profile's guidance was chosen for the network it sampled with before.
+for that class: a network fine-tuned on one class samples that class only; with --mix as well, the class is drawn
+from its networks and this one in equal shares); every other setting of the profile stays. Both folders must be
+pixel-diffusion generators on the same noise schedule. Run `python -m training.tune_sampling --profile PROFILE`
+afterwards: the profile's guidance was chosen for the network it sampled with before.
 """
 
 from __future__ import annotations
@@ -20,7 +21,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from pathgen.data import resolve_class
-from pathgen.generation import MODEL_FOLDER_PATTERN, PROFILES, SamplingProfiles, read_generator_config, write_sampling_defaults
+from pathgen.generation import (
+    MODEL_FOLDER_PATTERN,
+    PROFILES,
+    SamplingDefaults,
+    SamplingProfiles,
+    read_generator_config,
+    write_sampling_defaults,
+)
 from pathgen.generator import BACKEND, MAIN_MODEL, PixelDiffusionGenerator
 
 RESERVED_NAMES = (MAIN_MODEL, "scheduler", "discriminator")
@@ -37,6 +45,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--class", dest="tissue", default=None,
                         help="Attach it for this tissue class only (key, e.g. background): the profile samples that "
                              "class with it and the others as before.")
+    parser.add_argument("--mix", action="store_true",
+                        help="With --class: add the network to the class's networks, each drawing an equal share of "
+                             "its tiles, instead of replacing them.")
     return parser.parse_args(argv)
 
 
@@ -54,10 +65,22 @@ def check_names(args: argparse.Namespace) -> None:
             args.tissue = resolve_class(args.tissue).key
         except ValueError as error:
             raise SystemExit(str(error)) from None
+    if args.mix and args.tissue is None:
+        raise SystemExit("--mix needs --class: only a class's tiles are drawn from several networks.")
     if not MODEL_FOLDER_PATTERN.fullmatch(args.name) or args.name in RESERVED_NAMES:
         raise SystemExit(f"--name must be a plain folder name other than {', '.join(RESERVED_NAMES)}, got {args.name!r}.")
     if Path(args.source).resolve() == Path(args.generator).resolve():
         raise SystemExit("--source and --generator are the same folder; the profile would sample with unet/ anyway.")
+
+
+def profile_with(before: SamplingDefaults, args: argparse.Namespace) -> SamplingDefaults:
+    """`before` sampling with network `args.name`: for the whole profile, for one class, or mixed into that class's."""
+    if not args.tissue:
+        return replace(before, model=args.name)
+    if not args.mix:
+        return replace(before, class_models={**before.class_models, args.tissue: args.name})
+    networks = [name or MAIN_MODEL for name in before.models_for(resolve_class(args.tissue).index) if name != args.name]
+    return replace(before, class_models={**before.class_models, args.tissue: [*networks, args.name]})
 
 
 def main(args: argparse.Namespace) -> None:
@@ -71,25 +94,26 @@ def main(args: argparse.Namespace) -> None:
     if (source_dir / "scheduler" / "scheduler_config.json").read_text() != ours:
         raise SystemExit(f"{source_dir} was trained on another noise schedule than {generator_dir}; its network would "
                          "be sampled with the wrong noise levels.")
+    before = profiles.get(args.profile)
+    try:
+        after = profile_with(before, args)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
     target = generator_dir / args.name
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(source_dir / MAIN_MODEL, target)
     if (source_dir / "training.json").is_file():
         shutil.copy2(source_dir / "training.json", target / "training.json")
-    before = profiles.get(args.profile)
-    if args.tissue:
-        after = replace(before, class_models={**before.class_models, args.tissue: args.name})
-        replaced = before.class_models.get(args.tissue, "")
-    else:
-        after, replaced = replace(before, model=args.name), before.model
     write_sampling_defaults(generator_dir, after, profile=args.profile)
     in_use = set().union(after.models(), *(profiles.get(name).models() for name in PROFILES if name != args.profile))
-    if replaced not in ("", MAIN_MODEL, *in_use):
+    for replaced in before.models() - in_use - {"", MAIN_MODEL}:
         shutil.rmtree(generator_dir / replaced, ignore_errors=True)  # nothing samples with it any more
     PixelDiffusionGenerator.from_pretrained(generator_dir)  # loads, or says what is wrong
     what = f"profile {args.profile!r}" + (f", class {args.tissue!r}," if args.tissue else "")
-    print(f"{generator_dir}: {what} now samples with {target} (copied from {source_dir / MAIN_MODEL})")
+    networks = ", ".join(after.models_for(resolve_class(args.tissue).index)) if args.mix else str(target)
+    print(f"{generator_dir}: {what} now samples with {networks}{' in equal shares' if args.mix else ''} "
+          f"({target} copied from {source_dir / MAIN_MODEL})")
 
 
 if __name__ == "__main__":

@@ -350,11 +350,16 @@ def model_architecture(generator, profile: str) -> dict:
 
 
 def class_architectures(generator, profile: str) -> dict:
-    """{class key: its network's folder and config} for the classes `profile` samples with networks of their own."""
+    """{class key: its network's folder and config} for the classes `profile` samples with networks of their own; a
+    list of them for a class drawn from several in equal shares."""
     settings = generator.profiles.get(profile)
-    return {key: {"folder": folder} | unet_description(
-                generator.pipeline_for(replace(settings, model=folder, class_models={})).unet)
-            for key, folder in settings.class_models.items()}
+
+    def described(folder: str) -> dict:
+        return {"folder": folder} | unet_description(
+            generator.pipeline_for(replace(settings, model=folder, class_models={})).unet)
+
+    return {key: described(folders) if isinstance(folders, str) else [described(folder) for folder in folders]
+            for key, folders in settings.class_models.items()}
 
 
 def unet_description(unet) -> dict:
