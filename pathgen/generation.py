@@ -362,8 +362,14 @@ def read_generator_config(folder: str | os.PathLike) -> dict:
 
 
 def write_generator_config(folder: str | os.PathLike, backend: str, profiles: SamplingProfiles, **extra) -> None:
-    """The one writer of generator_config.json: the backend, both profiles (re-checked), and backend settings."""
+    """The one writer of generator_config.json: the backend, both profiles (re-checked, and every network they name a
+    subfolder of `folder` already), and backend settings."""
     checked = SamplingProfiles.from_config({"sampling_profiles": profiles.to_dict()})
+    named = set().union(*(checked.get(name).models() for name in PROFILES)) - {""}
+    missing = sorted(name for name in named if not (Path(folder) / name).is_dir())
+    if missing:
+        raise ValueError(f"The sampling profiles name networks that {folder} lacks ({', '.join(missing)}); add them "
+                         "with `python -m training.attach_model` before naming them.")
     config = {"backend": backend, **extra, "sampling_profiles": checked.to_dict()}
     Path(folder).mkdir(parents=True, exist_ok=True)
     (Path(folder) / GENERATOR_CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")

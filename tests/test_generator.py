@@ -245,6 +245,9 @@ def test_write_sampling_defaults_replaces_only_the_defaults_and_checks_them(tmp_
     reversed_interval.guidance_interval = (0.8, 0.2)  # dataclass fields can be changed after the check
     with pytest.raises(ValueError, match="guidance_interval"):
         write_sampling_defaults(tmp_path, reversed_interval)
+    for unknown in (SamplingDefaults(model="unet-bank"), SamplingDefaults(class_models={"background": ["unet", "unet-x"]})):
+        with pytest.raises(ValueError, match="lacks"):
+            write_sampling_defaults(tmp_path, unknown, profile="bank")
     assert json.loads((tmp_path / GENERATOR_CONFIG_NAME).read_text()) == config
 
 
