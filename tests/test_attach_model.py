@@ -95,6 +95,7 @@ def test_tuning_a_profile_keeps_its_network(tmp_path, fixture_dir):
     save_tiny_generator(tmp_path / "gen", seed=0)
     save_tiny_generator(tmp_path / "big", seed=1)
     attach(tmp_path / "gen", tmp_path / "big")
+    attach_for_background(tmp_path / "gen", tmp_path / "big", "unet-background", "--mix")
     TissueClassifier().eval().save_pretrained(tmp_path / "clf")
     tune_sampling.main(tune_sampling.parse_args([
         "--generator", str(tmp_path / "gen"), "--classifier", str(tmp_path / "clf"), "--profile", "bank",
@@ -102,6 +103,7 @@ def test_tuning_a_profile_keeps_its_network(tmp_path, fixture_dir):
         "--write-defaults"]))
     bank = load_generator(tmp_path / "gen").profiles.bank
     assert (bank.steps, bank.guidance, bank.model) == (1, 1.5, "unet-bank")
+    assert bank.class_models == {"background": ["unet-bank", "unet-background"]}
 
 
 @pytest.mark.parametrize("name,message", [("unet", "plain folder name"), ("../x", "plain folder name"),

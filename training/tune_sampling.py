@@ -560,10 +560,10 @@ def main(args: argparse.Namespace) -> dict:
     if args.output:
         Path(args.output).write_text(json.dumps(summary, indent=2) + "\n")
     if args.write_defaults:
-        # The choice was measured with the profile's own network, if it has one; it keeps sampling with it.
-        network = SamplingProfiles.from_config(read_generator_config(args.generator)).get(args.profile).model
-        write_sampling_defaults(args.generator, SamplingDefaults(**{"model": network, **summary["chosen"]}),
-                                profile=args.profile)
+        # The choice was measured with the profile's own networks and flat fields, if it has them; it keeps them.
+        before = SamplingProfiles.from_config(read_generator_config(args.generator)).get(args.profile)
+        kept = {"model": before.model, "class_models": before.class_models, "flat_fields": before.flat_fields}
+        write_sampling_defaults(args.generator, SamplingDefaults(**{**kept, **summary["chosen"]}), profile=args.profile)
         print(f"wrote the chosen defaults to {Path(args.generator) / GENERATOR_CONFIG_NAME}")
     return summary
 
