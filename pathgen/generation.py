@@ -115,10 +115,10 @@ class SamplingDefaults:
         """The guidance scale this profile samples class `class_index` with."""
         return self.class_guidance.get(resolve_class(class_index).key, self.guidance)
 
-    def models_for(self, class_index: int) -> list[str]:
-        """The networks (subfolder names; empty: the main one) this profile draws class `class_index` from, in equal
-        shares."""
-        choice = self.class_models.get(resolve_class(class_index).key, self.model)
+    def models_for(self, tissue: int | str) -> list[str]:
+        """The networks (subfolder names; empty: the main one) this profile draws a class (index, key or name) from,
+        in equal shares."""
+        choice = self.class_models.get(resolve_class(tissue).key, self.model)
         return [choice] if isinstance(choice, str) else list(choice)
 
     def flat_field_for(self, class_index: int) -> dict | None:

@@ -79,7 +79,7 @@ def profile_with(before: SamplingDefaults, args: argparse.Namespace) -> Sampling
         return replace(before, model=args.name)
     if not args.mix:
         return replace(before, class_models={**before.class_models, args.tissue: args.name})
-    networks = [name or MAIN_MODEL for name in before.models_for(resolve_class(args.tissue).index) if name != args.name]
+    networks = [name or MAIN_MODEL for name in before.models_for(args.tissue) if name != args.name]
     return replace(before, class_models={**before.class_models, args.tissue: [*networks, args.name]})
 
 
@@ -111,7 +111,7 @@ def main(args: argparse.Namespace) -> None:
         shutil.rmtree(generator_dir / replaced, ignore_errors=True)  # nothing samples with it any more
     PixelDiffusionGenerator.from_pretrained(generator_dir)  # loads, or says what is wrong
     what = f"profile {args.profile!r}" + (f", class {args.tissue!r}," if args.tissue else "")
-    networks = ", ".join(after.models_for(resolve_class(args.tissue).index)) if args.mix else str(target)
+    networks = ", ".join(after.models_for(args.tissue)) if args.mix else str(target)
     print(f"{generator_dir}: {what} now samples with {networks}{' in equal shares' if args.mix else ''} "
           f"({target} copied from {source_dir / MAIN_MODEL})")
 
