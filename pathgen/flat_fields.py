@@ -7,7 +7,9 @@ last discrete step: a pixel within `tolerance` grey levels (every channel) of on
 moves onto it, all the way or, with a distance map, to the distance real pixels at that quantile have
 (`fit_distance_map`), so that near pixels land on the colour and nothing jumps. `blend_to_colours` decides by
 neighbourhoods instead of single pixels: where a pixel's surroundings lie near a colour on average, the pixel is
-drawn onto it, so exact colours come as the patches of blank glass a scan has, not as speckle. The colours are the
+drawn onto it, so exact colours come as the patches of blank glass a scan has, not as speckle. `shift_to_colours`
+moves whole tiles instead: a tile that is mostly glass near a colour is shifted so that its glass lies at the
+distance from the colour that an offset map gives, keeping its grain and its tissue as drawn. The colours are the
 class's most frequent train pixel values (`frequent_colours`).
 """
 
@@ -78,10 +80,50 @@ def blend_to_colours(tiles: np.ndarray, colours: np.ndarray, start: float, toler
     return np.clip(np.round(target + (tiles - target) * keep), 0, 255).astype(np.uint8)
 
 
+def tile_offsets(tiles: np.ndarray, colours: np.ndarray, tolerance: int,
+                 min_share: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(bool [n]: the tiles with a field, int [n]: the index of each tile's largest field's colour, float [n, 3]: each
+    tile's offset from its field's colour, zero for tiles without a field).
+
+    A colour's field in a tile is the pixels within `tolerance` of it that have it as their nearest colour; a tile
+    has a field when its largest field holds at least `min_share` of its pixels, and its offset is that field's
+    median (each channel) minus the colour."""
+    nearest, distance = nearest_colours(tiles, colours)
+    within = distance <= tolerance
+    shares = np.stack([((nearest == c) & within).mean(axis=(1, 2)) for c in range(len(colours))], axis=1)
+    field_colour, has_field = shares.argmax(axis=1), shares.max(axis=1) >= min_share
+    offsets = np.zeros((len(tiles), 3))
+    for index in np.flatnonzero(has_field):
+        field = (nearest[index] == field_colour[index]) & within[index]
+        offsets[index] = np.median(tiles[index][field].astype(np.float64), axis=0) - colours[field_colour[index]]
+    return has_field, field_colour, offsets
+
+
+def offset_sizes(offsets: np.ndarray) -> np.ndarray:
+    """float [n]: each offset's largest channel difference, the measure `colour_distances` uses for pixels."""
+    return np.abs(offsets).max(axis=1)
+
+
+def shift_to_colours(tiles: np.ndarray, colours: np.ndarray, tolerance: int, min_share: float,
+                     offset_map: list[float]) -> np.ndarray:
+    """A copy of `tiles` (uint8 [n, 28, 28, 3]) in which every tile with a field (`tile_offsets`) is moved as a whole,
+    along its offset, from offset size d to offset_map[d] (interpolated between whole d), rounded and clipped: the
+    identity map changes nothing, a map of zeros puts each field's median on its colour."""
+    has_field, _, offsets = tile_offsets(tiles, colours, tolerance, min_share)
+    sizes = offset_sizes(offsets)
+    targets = np.interp(sizes, np.arange(tolerance + 1), np.asarray(offset_map, dtype=np.float64))
+    scale = np.where(sizes > 0, targets / np.maximum(sizes, 1e-12), 1.0)
+    moves = np.where(has_field[:, None], offsets * (scale - 1.0)[:, None], 0.0)
+    return np.clip(np.round(tiles + moves[:, None, None, :]), 0, 255).astype(np.uint8)
+
+
 def apply_flat_field(tiles: np.ndarray, spec: dict) -> np.ndarray:
-    """`tiles` given one class's flat field (`is_flat_field`): blended by neighbourhood when the spec has a `blend`,
-    otherwise snapped pixel by pixel (with its distance map, if any)."""
+    """`tiles` given one class's flat field (`is_flat_field`): shifted as whole tiles when the spec has a `shift`,
+    blended by neighbourhood when it has a `blend`, otherwise snapped pixel by pixel (with its distance map, if any)."""
     colours = np.array(spec["colours"], dtype=np.uint8)
+    if "shift" in spec:
+        return shift_to_colours(tiles, colours, spec["tolerance"], spec["shift"]["min_share"],
+                                spec["shift"]["offset_map"])
     if "blend" in spec:
         return blend_to_colours(tiles, colours, spec["blend"]["start"], spec["tolerance"], spec["blend"]["window"])
     return snap_to_colours(tiles, colours, spec["tolerance"], spec.get("distance_map"))
@@ -114,11 +156,12 @@ def exact_colour_tiles(tiles: np.ndarray, colours: np.ndarray, tolerance: int, m
 
 def is_flat_field(spec: object) -> bool:
     """A class's flat-field setting: {"colours": 1-16 RGB triples of whole numbers 0-255, "tolerance": 0-16, and
-    optionally either "distance_map": tolerance + 1 non-decreasing numbers from 0 to the tolerance, or "blend":
-    {"start": a number from 0 up to (not including) the tolerance, "window": an odd whole number 1-9}}."""
-    if (not isinstance(spec, dict) or not {"colours", "tolerance"} <= set(spec) <= {"colours", "tolerance",
-                                                                                    "distance_map", "blend"}
-            or {"distance_map", "blend"} <= set(spec)):
+    optionally one of "distance_map": a map (tolerance + 1 non-decreasing numbers from 0 to the tolerance), "blend":
+    {"start": a number from 0 up to (not including) the tolerance, "window": an odd whole number 1-9}, or "shift":
+    {"min_share": a number in (0, 1], "offset_map": a map}}."""
+    steps = {"distance_map", "blend", "shift"}
+    if (not isinstance(spec, dict) or not {"colours", "tolerance"} <= set(spec) <= {"colours", "tolerance", *steps}
+            or len(steps & set(spec)) > 1):
         return False
     colours, tolerance = spec["colours"], spec["tolerance"]
     if not (isinstance(colours, (list, tuple)) and 1 <= len(colours) <= MAX_COLOURS
@@ -128,11 +171,23 @@ def is_flat_field(spec: object) -> bool:
         return False
     if "blend" in spec:
         return is_blend(spec["blend"], tolerance)
-    distance_map = spec.get("distance_map")
-    return distance_map is None or (
-        isinstance(distance_map, (list, tuple)) and len(distance_map) == tolerance + 1
-        and all(is_number_in(d, 0.0, float(tolerance)) for d in distance_map)
-        and all(a <= b for a, b in zip(distance_map, distance_map[1:], strict=False)))
+    if "shift" in spec:
+        return is_shift(spec["shift"], tolerance)
+    return spec.get("distance_map") is None or is_map(spec["distance_map"], tolerance)
+
+
+def is_map(values: object, tolerance: int) -> bool:
+    """A distance or offset map: tolerance + 1 non-decreasing numbers from 0 to the tolerance."""
+    return (isinstance(values, (list, tuple)) and len(values) == tolerance + 1
+            and all(is_number_in(d, 0.0, float(tolerance)) for d in values)
+            and all(a <= b for a, b in zip(values, values[1:], strict=False)))
+
+
+def is_shift(shift: object, tolerance: int) -> bool:
+    """A flat field's whole-tile setting: {"min_share": 0 < share <= 1, "offset_map": a map}."""
+    return (isinstance(shift, dict) and set(shift) == {"min_share", "offset_map"}
+            and is_number_in(shift["min_share"], 0.0, 1.0, include_low=False)
+            and is_map(shift["offset_map"], tolerance))
 
 
 def is_blend(blend: object, tolerance: int) -> bool:
@@ -144,11 +199,14 @@ def is_blend(blend: object, tolerance: int) -> bool:
 
 def normalised_flat_field(spec: dict) -> dict:
     """The stored form: colours as lists of ints, tolerance as an int, the distance map (if any) as floats, the
-    blend's start as a float and window as an int."""
+    blend's start as a float and window as an int, the shift's share and offset map as floats."""
     normalised = {"colours": [[int(value) for value in colour] for colour in spec["colours"]],
                   "tolerance": int(spec["tolerance"])}
     if spec.get("distance_map") is not None:
         normalised["distance_map"] = [float(d) for d in spec["distance_map"]]
     if spec.get("blend") is not None:
         normalised["blend"] = {"start": float(spec["blend"]["start"]), "window": int(spec["blend"]["window"])}
+    if spec.get("shift") is not None:
+        normalised["shift"] = {"min_share": float(spec["shift"]["min_share"]),
+                               "offset_map": [float(d) for d in spec["shift"]["offset_map"]]}
     return normalised

@@ -107,9 +107,10 @@ class SamplingDefaults:
         self.flat_fields = {key: normalised_flat_field(spec) for key, spec in checked_per_class(
             self.flat_fields, "flat_fields", is_flat_field,
             f'{{"colours": 1 to {MAX_FLAT_COLOURS} [r, g, b] triples of whole numbers 0-255, '
-            f'"tolerance": a whole number 0-{MAX_FLAT_TOLERANCE}, optionally either "distance_map": tolerance + 1 '
-            f'non-decreasing numbers from 0 to the tolerance, or "blend": {{"start": a number from 0 to below the '
-            f'tolerance, "window": an odd whole number 1-{MAX_FLAT_WINDOW}}}}}').items()}
+            f'"tolerance": a whole number 0-{MAX_FLAT_TOLERANCE}, optionally one of "distance_map": tolerance + 1 '
+            f'non-decreasing numbers from 0 to the tolerance, "blend": {{"start": a number from 0 to below the '
+            f'tolerance, "window": an odd whole number 1-{MAX_FLAT_WINDOW}}}, or "shift": {{"min_share": a number '
+            f'above 0 up to 1, "offset_map": tolerance + 1 non-decreasing numbers from 0 to the tolerance}}}}').items()}
 
     def guidance_for(self, class_index: int) -> float:
         """The guidance scale this profile samples class `class_index` with."""

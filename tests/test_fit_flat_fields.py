@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from pathgen.data import load_split
-from pathgen.flat_fields import blend_to_colours, frequent_colours, snap_to_colours
+from pathgen.flat_fields import blend_to_colours, frequent_colours, shift_to_colours, snap_to_colours
 from pathgen.generation import load_generator
 from tests.conftest import save_tiny_models
 from training import fit_flat_fields
@@ -70,11 +70,46 @@ def test_a_blend_fit_writes_the_blend_it_chose(tmp_path, fixture_dir):
                                                    tolerance, 3))
 
 
+def test_a_shift_fit_writes_the_offset_map_it_chose_and_summarises_the_offsets(tmp_path, fixture_dir):
+    save_tiny_models(tmp_path)
+    generator = tmp_path / "gen"
+    argv = ["--data-dir", str(fixture_dir), "--generator", str(generator), "--count", "4", "--colours", "2",
+            "--tolerances", "8", "16", "--min-share", "0.3", "--shift", "--write"]
+    record = fit_flat_fields.main(fit_flat_fields.parse_args(argv))
+    assert set(record["errors"]) == set(record["offset_maps"]) == {"8", "16"} and "distance_maps" not in record
+    tolerance = int(min(record["errors"], key=lambda key: (record["errors"][key], int(key))))
+    offset_map = record["offset_maps"][str(tolerance)]
+    assert len(offset_map) == tolerance + 1 and offset_map == sorted(offset_map)
+    assert record["flat_field"] == {"colours": record["colours"], "tolerance": tolerance,
+                                    "shift": {"min_share": 0.3, "offset_map": offset_map}}
+    assert set(record["offsets"]) == {"train", "generated", "shifted"}
+    assert record["offsets"]["generated"]["tiles"] == 4 and 0 <= record["offsets"]["train"]["with_field"] <= 1
+    loaded = load_generator(generator)
+    assert loaded.profiles.bank.flat_field_for(1)["shift"] == {"min_share": 0.3, "offset_map": offset_map}
+    unshifted = fit_flat_fields.unsnapped_tiles(fit_flat_fields.parse_args(argv), 1, "background")
+    np.testing.assert_array_equal(loaded.generate(1, 4, seed=2024, profile="bank"),
+                                  shift_to_colours(unshifted, np.array(record["colours"], dtype=np.uint8), tolerance,
+                                                   0.3, offset_map))
+
+
+def test_the_offset_map_gives_generated_tiles_the_train_offsets():
+    colours = np.array([(200, 200, 200)], dtype=np.uint8)
+    at = [np.full((28, 28, 3), 200 + d, dtype=np.uint8) for d in range(7)]
+    train = np.stack([at[0], at[0], at[1], at[1]])
+    generated = np.stack([at[4], at[4], at[6], at[6]])
+    offset_map = fit_flat_fields.fit_offset_map(train, generated, colours, 6, 0.5)
+    assert offset_map[4] < 1 <= offset_map[6] <= 1.5 and offset_map == sorted(offset_map)
+    summary = fit_flat_fields.offset_summary(generated, colours, 6, 0.5)
+    assert summary["with_field"] == 1 and summary["offset_quartiles"] == [4.0, 5.0, 6.0]
+    assert summary["glass_within_1_of_median"] == 1.0
+
+
 @pytest.mark.parametrize("argv", [["--colours", "0"], ["--colours", "17"], ["--tolerances", "17"],
                                   ["--measure-tolerances", "-1"], ["--min-share", "0"], ["--class", "tumor"],
                                   ["--blend-window", "2"], ["--blend-window", "11"],
                                   ["--blend-window", "3", "--tolerances", "2", "--blend-starts", "2"],
-                                  ["--blend-window", "3", "--blend-starts", "-1", "2"]])
+                                  ["--blend-window", "3", "--blend-starts", "-1", "2"],
+                                  ["--shift", "--blend-window", "3"]])
 def test_bad_fit_arguments_are_refused(argv):
     with pytest.raises(SystemExit):
         fit_flat_fields.parse_args(argv)

@@ -9,7 +9,9 @@ from pathgen.flat_fields import (
     frequent_colours,
     is_flat_field,
     nearest_colours,
+    shift_to_colours,
     snap_to_colours,
+    tile_offsets,
 )
 
 GLASS = (237, 221, 236)
@@ -128,6 +130,46 @@ def test_a_flat_field_spec_chooses_its_step():
     np.testing.assert_array_equal(apply_flat_field(tiles, mapped), snap_to_colours(tiles, colours, 5, [0, 0, 1, 2, 3, 4]))
     blended = spec | {"blend": {"start": 2, "window": 5}}
     np.testing.assert_array_equal(apply_flat_field(tiles, blended), blend_to_colours(tiles, colours, 2, 5, 5))
+    shifted = spec | {"shift": {"min_share": 0.2, "offset_map": [0, 0, 0, 1, 2, 3]}}
+    np.testing.assert_array_equal(apply_flat_field(tiles + 2, shifted),
+                                  shift_to_colours(tiles + 2, colours, 5, 0.2, [0, 0, 0, 1, 2, 3]))
+    assert not np.array_equal(apply_flat_field(tiles + 2, shifted), tiles + 2)
+
+
+def glass_with_grain_and_tissue(offset: tuple[int, int, int], glass_rows: int, seed: int = 5) -> np.ndarray:
+    """One tile: its first `glass_rows` rows glass at GLASS + offset with a grain of ±1, the rest dark tissue."""
+    rng = np.random.default_rng(seed)
+    tile = np.full((28, 28, 3), 90, dtype=np.int64) + rng.integers(-20, 21, (28, 28, 3))
+    tile[:glass_rows] = np.array(GLASS) + np.array(offset) + rng.integers(-1, 2, (glass_rows, 28, 3))
+    return tile.astype(np.uint8)
+
+
+def test_a_tile_whose_glass_is_off_the_colour_moves_as_a_whole():
+    off = glass_with_grain_and_tissue((-4, 2, -2), glass_rows=20)
+    little = glass_with_grain_and_tissue((-4, 2, -2), glass_rows=10)  # glass under half the tile: no field
+    tiles = np.stack([off, little])
+    colours = np.array([GLASS, (10, 10, 10)], dtype=np.uint8)
+    has_field, field_colour, offsets = tile_offsets(tiles, colours, 6, 0.5)
+    assert has_field.tolist() == [True, False] and field_colour[0] == 0
+    np.testing.assert_allclose(offsets[0], [-4, 2, -2])
+    np.testing.assert_array_equal(offsets[1], 0)
+    onto = shift_to_colours(tiles, colours, 6, 0.5, [0.0] * 7)
+    # The whole tile moves by the one offset: grain and tissue keep their differences, the glass lands on the colour.
+    np.testing.assert_array_equal(onto[0].astype(int) - off, np.broadcast_to([4, -2, 2], off.shape))
+    np.testing.assert_allclose(np.median(onto[0][:20].reshape(-1, 3), axis=0), GLASS)
+    np.testing.assert_array_equal(onto[1], little)
+    identity = shift_to_colours(tiles, colours, 6, 0.5, [0, 1, 2, 3, 4, 5, 6])
+    np.testing.assert_array_equal(identity, tiles)
+    halfway = shift_to_colours(tiles, colours, 6, 0.5, [0, 1, 2, 2, 2, 5, 6])  # size 4 -> 2: half the offset left
+    np.testing.assert_array_equal(halfway[0].astype(int) - off, np.broadcast_to([2, -1, 1], off.shape))
+
+
+def test_a_shift_is_clipped_at_the_ends_of_the_range():
+    white = np.full((1, 28, 28, 3), 255, dtype=np.uint8)
+    white[0, 0, 0] = 250
+    moved = shift_to_colours(white, np.array([(251, 251, 251)], dtype=np.uint8), 4, 0.5, [0.0] * 5)
+    assert moved.dtype == np.uint8 and moved[0, 0, 0].tolist() == [246] * 3 and moved[0, 5, 5].tolist() == [251] * 3
+    assert shift_to_colours(white[:0], np.array([GLASS], dtype=np.uint8), 4, 0.5, [0.0] * 5).shape == (0, 28, 28, 3)
 
 
 @pytest.mark.parametrize("spec,valid", [
@@ -157,6 +199,15 @@ def test_a_flat_field_spec_chooses_its_step():
     ({"colours": [list(GLASS)], "tolerance": 7, "blend": {"start": 4}}, False),
     ({"colours": [list(GLASS)], "tolerance": 0, "blend": {"start": 0, "window": 3}}, False),
     ({"colours": [list(GLASS)], "tolerance": 2, "distance_map": [0, 1, 2], "blend": {"start": 1, "window": 3}}, False),
+    ({"colours": [list(GLASS)], "tolerance": 2, "shift": {"min_share": 0.5, "offset_map": [0, 0.5, 1]}}, True),
+    ({"colours": [list(GLASS)], "tolerance": 2, "shift": {"min_share": 1, "offset_map": [0, 0, 0]}}, True),
+    ({"colours": [list(GLASS)], "tolerance": 2, "shift": {"min_share": 0, "offset_map": [0, 0, 0]}}, False),
+    ({"colours": [list(GLASS)], "tolerance": 2, "shift": {"min_share": 1.5, "offset_map": [0, 0, 0]}}, False),
+    ({"colours": [list(GLASS)], "tolerance": 2, "shift": {"min_share": 0.5, "offset_map": [0, 2, 1]}}, False),
+    ({"colours": [list(GLASS)], "tolerance": 2, "shift": {"min_share": 0.5, "offset_map": [0, 1]}}, False),
+    ({"colours": [list(GLASS)], "tolerance": 2, "shift": {"offset_map": [0, 1, 2]}}, False),
+    ({"colours": [list(GLASS)], "tolerance": 2, "shift": {"min_share": 0.5, "offset_map": [0, 1, 2]},
+      "distance_map": [0, 1, 2]}, False),
 ])
 def test_flat_field_settings_are_checked(spec, valid):
     assert is_flat_field(spec) is valid

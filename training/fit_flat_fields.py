@@ -6,7 +6,9 @@ The colours are the class's --colours most frequent train pixel values. The tole
 generator's tiles carry exact colours as often as train tiles do: --count unfiltered tiles are drawn with the
 --profile settings (any flat fields the class already has left out), snapped at each candidate tolerance (with
 the distance map fitted for it, unless --no-distance-map snaps all the way; with --blend-window, blended by
-neighbourhood from each of --blend-starts to each tolerance above it instead), and for each the share of
+neighbourhood from each of --blend-starts to each tolerance above it instead; with --shift, moved as whole tiles by
+an offset map fitted for it, which gives generated tiles' glass the train tiles' distribution of offsets from the
+colours), and for each the share of
 *exact-colour tiles* (at least --min-share of pixels within k grey levels of a colour) is compared with the train
 tiles' share at every k in --measure-tolerances. The candidate with the smallest mean absolute difference wins
 (ties: the smaller tolerance, then the smaller start). Only train tiles and generated tiles are read: nothing here
@@ -33,6 +35,8 @@ from pathgen.flat_fields import (
     fit_distance_map,
     frequent_colours,
     nearest_colours,
+    offset_sizes,
+    tile_offsets,
 )
 from pathgen.generation import SamplingProfiles, load_generator, read_generator_config, write_sampling_defaults
 from training.cli import add_class_sample_arguments, class_train_tiles
@@ -59,6 +63,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              f"{MAX_WINDOW}, instead of snapping pixel by pixel (0: snap; blending, --distance-map does not apply).")
     parser.add_argument("--blend-starts", type=int, nargs="+", default=list(range(9)),
                         help="With --blend-window: candidate mean distances at and below which pixels take the colour.")
+    parser.add_argument("--shift", action=argparse.BooleanOptionalAction, default=False,
+                        help="Move whole tiles whose glass (pixels within the tolerance of a colour) holds at least "
+                             "--min-share of the tile, by an offset map fitted to train (quantile matching of the "
+                             "glass's median offset from its colour), instead of snapping pixels.")
     parser.add_argument("--write", action=argparse.BooleanOptionalAction, default=False,
                         help="Write the fitted colours and tolerance into the generator folder (default: print only).")
     args = parser.parse_args(argv)
@@ -66,6 +74,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--colours must be 1-{MAX_COLOURS}, --count at least 1, --min-share in (0, 1].")
     if not all(0 <= t <= MAX_TOLERANCE for t in args.tolerances) or not all(0 <= k <= 255 for k in args.measure_tolerances):
         parser.error(f"--tolerances must be 0-{MAX_TOLERANCE} and --measure-tolerances 0-255.")
+    if args.shift and args.blend_window:
+        parser.error("--shift and --blend-window are different steps: give one.")
     if args.blend_window and (args.blend_window % 2 == 0 or not 1 <= args.blend_window <= MAX_WINDOW
                               or not all(0 <= a < MAX_TOLERANCE for a in args.blend_starts)
                               or not any(a < t for a in args.blend_starts for t in args.tolerances)):
@@ -104,6 +114,9 @@ def candidate_specs(args: argparse.Namespace, colours: np.ndarray, class_tiles: 
     """Every flat field the fit compares, keyed (tolerance,) or, blending, (tolerance, start)."""
     base = {"colours": colours.tolist()}
     tolerances = sorted(set(args.tolerances))
+    if args.shift:
+        return {(t,): base | {"tolerance": t, "shift": {"min_share": args.min_share, "offset_map": fit_offset_map(
+            class_tiles, generated, colours, t, args.min_share)}} for t in tolerances}
     if args.blend_window:
         return {(t, a): base | {"tolerance": t, "blend": {"start": a, "window": args.blend_window}}
                 for t in tolerances for a in sorted(set(args.blend_starts)) if a < t}
@@ -113,6 +126,45 @@ def candidate_specs(args: argparse.Namespace, colours: np.ndarray, class_tiles: 
     real_distances, generated_distances = (nearest_colours(tiles, colours)[1] for tiles in (class_tiles, generated))
     return {(t,): base | {"tolerance": t, "distance_map": fit_distance_map(real_distances, generated_distances, t)}
             for t in tolerances}
+
+
+def whole_offsets(tiles: np.ndarray, colours: np.ndarray, tolerance: int, min_share: float) -> np.ndarray:
+    """int [m]: the offset sizes (`offset_sizes`, rounded to whole grey levels) of the tiles with a field."""
+    has_field, _, offsets = tile_offsets(tiles, colours, tolerance, min_share)
+    return np.rint(offset_sizes(offsets[has_field])).astype(int)
+
+
+def fit_offset_map(class_tiles: np.ndarray, generated: np.ndarray, colours: np.ndarray, tolerance: int,
+                   min_share: float) -> list[float]:
+    """The offset map that gives generated tiles with a field the train tiles' distribution of offset sizes: the
+    distance map's quantile matching (`fit_distance_map`) applied to tiles' offsets instead of pixels' distances."""
+    real, ours = (whole_offsets(tiles, colours, tolerance, min_share) for tiles in (class_tiles, generated))
+    return fit_distance_map(real, ours, tolerance)
+
+
+def offset_summary(tiles: np.ndarray, colours: np.ndarray, tolerance: int, min_share: float) -> dict:
+    """How far the glass of tiles with a field sits from its colour: the share of tiles with a field, the quartiles
+    of their offset sizes, and the mean share of their glass pixels within 1 grey level of the glass's own median."""
+    has_field, field_colour, offsets = tile_offsets(tiles, colours, tolerance, min_share)
+    nearest, distance = nearest_colours(tiles, colours)
+    near_median = []
+    for index in np.flatnonzero(has_field):
+        glass = tiles[index][(nearest[index] == field_colour[index]) & (distance[index] <= tolerance)]
+        median = colours[field_colour[index]] + offsets[index]
+        near_median.append(float((np.abs(glass - median).max(axis=-1) <= 1).mean()))
+    sizes = offset_sizes(offsets[has_field])
+    quartiles = np.percentile(sizes, [25, 50, 75]).tolist() if len(sizes) else [None] * 3
+    return {"tiles": len(tiles), "with_field": float(has_field.mean()), "offset_quartiles": quartiles,
+            "glass_within_1_of_median": float(np.mean(near_median)) if near_median else None}
+
+
+def print_offsets(summaries: dict[str, dict], tolerance: int) -> None:
+    print(f"  glass offsets at tolerance {tolerance} (tiles with a field; offset quartiles; glass within 1 of its median):")
+    for name, summary in summaries.items():
+        quartiles = " / ".join("-" if q is None else f"{q:.1f}" for q in summary["offset_quartiles"])
+        near = summary["glass_within_1_of_median"]
+        print(f"    {name}: {summary['with_field']:.3f} of {summary['tiles']}; {quartiles}; "
+              f"{'-' if near is None else f'{near:.2f}'}")
 
 
 def main(args: argparse.Namespace) -> dict:
@@ -128,7 +180,7 @@ def main(args: argparse.Namespace) -> dict:
     print(f"  train ({len(class_tiles)} tiles): {' '.join(f'{s:.3f}' for s in train)}")
     for key, values in shares.items():
         mark = "  <- chosen" if key == chosen else ""
-        print(f"  {describe(key)}: {' '.join(f'{s:.3f}' for s in values)}  (mean abs. difference {errors[key]:.3f}){mark}")
+        print(f"  {describe(key, args.shift)}: {' '.join(f'{s:.3f}' for s in values)}  (mean abs. difference {errors[key]:.3f}){mark}")
     spec = specs[chosen]
     print(f"  chosen: {spec}")
     record = {"command": command_line("training.fit_flat_fields", args), "generator": describe_model(args.generator),
@@ -139,6 +191,11 @@ def main(args: argparse.Namespace) -> dict:
               "errors": {label(key): e for key, e in errors.items()}}
     if "distance_map" in spec:
         record["distance_maps"] = {label(key): candidate["distance_map"] for key, candidate in specs.items()}
+    if "shift" in spec:
+        record["offset_maps"] = {label(key): candidate["shift"]["offset_map"] for key, candidate in specs.items()}
+        record["offsets"] = {name: offset_summary(tiles, colours, chosen[0], args.min_share) for name, tiles in (
+            ("train", class_tiles), ("generated", generated), ("shifted", apply_flat_field(generated, spec)))}
+        print_offsets(record["offsets"], chosen[0])
     if args.write:
         write_flat_field(args, tissue.key, spec, record)
     return record
@@ -149,9 +206,11 @@ def label(key: tuple) -> str:
     return "/".join(str(part) for part in key)
 
 
-def describe(key: tuple) -> str:
+def describe(key: tuple, shift: bool = False) -> str:
     """A candidate's key as the printed table names it."""
-    return f"snapped at {key[0]:2d}" if len(key) == 1 else f"blended {key[1]}-{key[0]:2d}"
+    if len(key) == 2:
+        return f"blended {key[1]}-{key[0]:2d}"
+    return f"{'shifted' if shift else 'snapped'} at {key[0]:2d}"
 
 
 def write_flat_field(args: argparse.Namespace, key: str, spec: dict, record: dict) -> None:
