@@ -80,15 +80,16 @@ def blend_to_colours(tiles: np.ndarray, colours: np.ndarray, start: float, toler
     return np.clip(np.round(target + (tiles - target) * keep), 0, 255).astype(np.uint8)
 
 
-def tile_offsets(tiles: np.ndarray, colours: np.ndarray, tolerance: int,
-                 min_share: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def tile_offsets(tiles: np.ndarray, colours: np.ndarray, tolerance: int, min_share: float,
+                 nearest: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(bool [n]: the tiles with a field, int [n]: the index of each tile's largest field's colour, float [n, 3]: each
     tile's offset from its field's colour, zero for tiles without a field).
 
     A colour's field in a tile is the pixels within `tolerance` of it that have it as their nearest colour; a tile
     has a field when its largest field holds at least `min_share` of its pixels, and its offset is that field's
-    median (each channel) minus the colour."""
-    nearest, distance = nearest_colours(tiles, colours)
+    median (each channel) minus the colour. `nearest` is `nearest_colours(tiles, colours)` where the caller has it
+    already (it does not depend on the tolerance)."""
+    nearest, distance = nearest_colours(tiles, colours) if nearest is None else nearest
     within = distance <= tolerance
     shares = np.stack([((nearest == c) & within).mean(axis=(1, 2)) for c in range(len(colours))], axis=1)
     field_colour, has_field = shares.argmax(axis=1), shares.max(axis=1) >= min_share

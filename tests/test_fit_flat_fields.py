@@ -5,7 +5,13 @@ import numpy as np
 import pytest
 
 from pathgen.data import load_split
-from pathgen.flat_fields import blend_to_colours, frequent_colours, shift_to_colours, snap_to_colours
+from pathgen.flat_fields import (
+    blend_to_colours,
+    frequent_colours,
+    nearest_colours,
+    shift_to_colours,
+    snap_to_colours,
+)
 from pathgen.generation import load_generator
 from tests.conftest import save_tiny_models
 from training import fit_flat_fields
@@ -97,7 +103,8 @@ def test_the_offset_map_gives_generated_tiles_the_train_offsets():
     at = [np.full((28, 28, 3), 200 + d, dtype=np.uint8) for d in range(7)]
     train = np.stack([at[0], at[0], at[1], at[1]])
     generated = np.stack([at[4], at[4], at[6], at[6]])
-    offset_map = fit_flat_fields.fit_offset_map(train, generated, colours, 6, 0.5)
+    nearest = [(tiles, nearest_colours(tiles, colours)) for tiles in (train, generated)]
+    offset_map = fit_flat_fields.fit_offset_map(nearest, colours, 6, 0.5)
     assert offset_map[4] < 1 <= offset_map[6] <= 1.5 and offset_map == sorted(offset_map)
     summary = fit_flat_fields.offset_summary(generated, colours, 6, 0.5)
     assert summary["with_field"] == 1 and summary["offset_quartiles"] == [4.0, 5.0, 6.0]

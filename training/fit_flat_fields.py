@@ -115,8 +115,10 @@ def candidate_specs(args: argparse.Namespace, colours: np.ndarray, class_tiles: 
     base = {"colours": colours.tolist()}
     tolerances = sorted(set(args.tolerances))
     if args.shift:
+        # Every candidate's map reads the same nearest colours: computed once, not once per tolerance.
+        nearest = [(tiles, nearest_colours(tiles, colours)) for tiles in (class_tiles, generated)]
         return {(t,): base | {"tolerance": t, "shift": {"min_share": args.min_share, "offset_map": fit_offset_map(
-            class_tiles, generated, colours, t, args.min_share)}} for t in tolerances}
+            nearest, colours, t, args.min_share)}} for t in tolerances}
     if args.blend_window:
         return {(t, a): base | {"tolerance": t, "blend": {"start": a, "window": args.blend_window}}
                 for t in tolerances for a in sorted(set(args.blend_starts)) if a < t}
@@ -128,25 +130,28 @@ def candidate_specs(args: argparse.Namespace, colours: np.ndarray, class_tiles: 
             for t in tolerances}
 
 
-def whole_offsets(tiles: np.ndarray, colours: np.ndarray, tolerance: int, min_share: float) -> np.ndarray:
-    """int [m]: the offset sizes (`offset_sizes`, rounded to whole grey levels) of the tiles with a field."""
-    has_field, _, offsets = tile_offsets(tiles, colours, tolerance, min_share)
+def whole_offsets(tiles: np.ndarray, nearest: tuple[np.ndarray, np.ndarray], colours: np.ndarray, tolerance: int,
+                  min_share: float) -> np.ndarray:
+    """int [m]: the offset sizes (`offset_sizes`, rounded to whole grey levels) of the tiles with a field; `nearest`
+    is `nearest_colours(tiles, colours)`."""
+    has_field, _, offsets = tile_offsets(tiles, colours, tolerance, min_share, nearest)
     return np.rint(offset_sizes(offsets[has_field])).astype(int)
 
 
-def fit_offset_map(class_tiles: np.ndarray, generated: np.ndarray, colours: np.ndarray, tolerance: int,
-                   min_share: float) -> list[float]:
+def fit_offset_map(nearest: list[tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]], colours: np.ndarray,
+                   tolerance: int, min_share: float) -> list[float]:
     """The offset map that gives generated tiles with a field the train tiles' distribution of offset sizes: the
-    distance map's quantile matching (`fit_distance_map`) applied to tiles' offsets instead of pixels' distances."""
-    real, ours = (whole_offsets(tiles, colours, tolerance, min_share) for tiles in (class_tiles, generated))
+    distance map's quantile matching (`fit_distance_map`) applied to tiles' offsets instead of pixels' distances.
+    `nearest` is [(train tiles, their nearest colours), (generated tiles, theirs)]."""
+    real, ours = (whole_offsets(tiles, near, colours, tolerance, min_share) for tiles, near in nearest)
     return fit_distance_map(real, ours, tolerance)
 
 
 def offset_summary(tiles: np.ndarray, colours: np.ndarray, tolerance: int, min_share: float) -> dict:
     """How far the glass of tiles with a field sits from its colour: the share of tiles with a field, the quartiles
     of their offset sizes, and the mean share of their glass pixels within 1 grey level of the glass's own median."""
-    has_field, field_colour, offsets = tile_offsets(tiles, colours, tolerance, min_share)
     nearest, distance = nearest_colours(tiles, colours)
+    has_field, field_colour, offsets = tile_offsets(tiles, colours, tolerance, min_share, (nearest, distance))
     near_median = []
     for index in np.flatnonzero(has_field):
         glass = tiles[index][(nearest[index] == field_colour[index]) & (distance[index] <= tolerance)]
