@@ -9,8 +9,10 @@ moves onto it, all the way or, with a distance map, to the distance real pixels 
 neighbourhoods instead of single pixels: where a pixel's surroundings lie near a colour on average, the pixel is
 drawn onto it, so exact colours come as the patches of blank glass a scan has, not as speckle. `shift_to_colours`
 moves whole tiles instead: a tile that is mostly glass near a colour is shifted so that its glass lies at the
-distance from the colour that an offset map gives, keeping its grain and its tissue as drawn. The colours are the
-class's most frequent train pixel values (`frequent_colours`).
+distance from the colour that an offset map gives, keeping its grain and its tissue as drawn; with a clearance, no
+shifted tile is left nearer a perfectly flat tile of its colour than that (`clear_of_flat`), because train holds
+many near-identical blank tiles at exactly those colours and a tile that close to one is a near-copy of them all.
+The colours are the class's most frequent train pixel values (`frequent_colours`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ from .checks import is_number_in, is_whole_in
 MAX_COLOURS = 16
 MAX_TOLERANCE = 16
 MAX_WINDOW = 9
+# The largest L2 distance between two tiles scaled to [0, 1]: 28 × 28 × 3 values, each at most 1 apart.
+MAX_CLEARANCE = float(np.sqrt(28 * 28 * 3))
+# The step, in grey levels, by which a shifted tile still nearer its flat tile than the clearance moves on.
+CLEARANCE_STEP = 0.5
 # What counts as an exact-colour tile: half its pixels within 1 grey level of one of the class's 4 commonest values.
 EXACT_COLOURS, EXACT_TOLERANCE, EXACT_MIN_SHARE = 4, 1, 0.5
 
@@ -106,16 +112,49 @@ def offset_sizes(offsets: np.ndarray) -> np.ndarray:
 
 
 def shift_to_colours(tiles: np.ndarray, colours: np.ndarray, tolerance: int, min_share: float,
-                     offset_map: list[float]) -> np.ndarray:
+                     offset_map: list[float], clearance: float = 0.0) -> np.ndarray:
     """A copy of `tiles` (uint8 [n, 28, 28, 3]) in which every tile with a field (`tile_offsets`) is moved as a whole,
     along its offset, from offset size d to offset_map[d] (interpolated between whole d), rounded and clipped: the
-    identity map changes nothing, a map of zeros puts each field's median on its colour."""
-    has_field, _, offsets = tile_offsets(tiles, colours, tolerance, min_share)
+    identity map changes nothing, a map of zeros puts each field's median on its colour. A tile the move leaves
+    nearer than `clearance` to a flat tile of its colour is moved further along its offset (`clear_of_flat`)."""
+    has_field, field_colour, offsets = tile_offsets(tiles, colours, tolerance, min_share)
     sizes = offset_sizes(offsets)
-    targets = np.interp(sizes, np.arange(tolerance + 1), np.asarray(offset_map, dtype=np.float64))
-    scale = np.where(sizes > 0, targets / np.maximum(sizes, 1e-12), 1.0)
-    moves = np.where(has_field[:, None], offsets * (scale - 1.0)[:, None], 0.0)
+    mapped = np.interp(sizes, np.arange(tolerance + 1), np.asarray(offset_map, dtype=np.float64))
+    targets = np.where(has_field & (sizes > 0), mapped, sizes)  # a field already on its colour stays there
+    shifted = _moved(tiles, offsets, sizes, targets)
+    if clearance > 0:
+        for index in np.flatnonzero(has_field):
+            shifted[index] = clear_of_flat(tiles[index], colours[field_colour[index]], offsets[index],
+                                           targets[index], clearance, tolerance)
+    return shifted
+
+
+def _moved(tiles: np.ndarray, offsets: np.ndarray, sizes: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """`tiles` moved along their offsets from offset size `sizes` to `targets`, rounded and clipped; a tile whose
+    offset is zero moves along (1, 1, 1)."""
+    zero = sizes <= 0
+    scale = np.where(zero, 1.0, targets / np.maximum(sizes, 1e-12))
+    moves = np.where(zero[:, None], targets[:, None], offsets * (scale - 1.0)[:, None])
     return np.clip(np.round(tiles + moves[:, None, None, :]), 0, 255).astype(np.uint8)
+
+
+def flat_distance(tile: np.ndarray, colour: np.ndarray) -> float:
+    """The L2 distance, pixels scaled to [0, 1], from `tile` (uint8 [28, 28, 3]) to a tile that is all `colour`: the
+    near-copy measure (`pathgen.metrics.nearest_distances`) against a perfectly flat tile."""
+    return float(np.sqrt((((tile.astype(np.float64) - colour) / 255.0) ** 2).sum()))
+
+
+def clear_of_flat(tile: np.ndarray, colour: np.ndarray, offset: np.ndarray, target: float, clearance: float,
+                  tolerance: int) -> np.ndarray:
+    """`tile` moved along `offset` (float [3], its field's median minus `colour`) to offset size `target`, or further
+    in steps of CLEARANCE_STEP grey levels while it is nearer than `clearance` to a tile that is all `colour`; the
+    move stops at `tolerance`, beyond which the glass would no longer count as the colour's field."""
+    size = offset_sizes(offset[None])
+    for step in np.arange(target, max(target, tolerance) + CLEARANCE_STEP, CLEARANCE_STEP):
+        moved = _moved(tile[None], offset[None], size, np.array([min(step, max(target, tolerance))]))[0]
+        if flat_distance(moved, colour) >= clearance:
+            break
+    return moved
 
 
 def apply_flat_field(tiles: np.ndarray, spec: dict) -> np.ndarray:
@@ -123,8 +162,9 @@ def apply_flat_field(tiles: np.ndarray, spec: dict) -> np.ndarray:
     blended by neighbourhood when it has a `blend`, otherwise snapped pixel by pixel (with its distance map, if any)."""
     colours = np.array(spec["colours"], dtype=np.uint8)
     if "shift" in spec:
-        return shift_to_colours(tiles, colours, spec["tolerance"], spec["shift"]["min_share"],
-                                spec["shift"]["offset_map"])
+        shift = spec["shift"]
+        return shift_to_colours(tiles, colours, spec["tolerance"], shift["min_share"], shift["offset_map"],
+                                shift.get("clearance", 0.0))
     if "blend" in spec:
         return blend_to_colours(tiles, colours, spec["blend"]["start"], spec["tolerance"], spec["blend"]["window"])
     return snap_to_colours(tiles, colours, spec["tolerance"], spec.get("distance_map"))
@@ -159,7 +199,7 @@ def is_flat_field(spec: object) -> bool:
     """A class's flat-field setting: {"colours": 1-16 RGB triples of whole numbers 0-255, "tolerance": 0-16, and
     optionally one of "distance_map": a map (tolerance + 1 non-decreasing numbers from 0 to the tolerance), "blend":
     {"start": a number from 0 up to (not including) the tolerance, "window": an odd whole number 1-9}, or "shift":
-    {"min_share": a number in (0, 1], "offset_map": a map}}."""
+    {"min_share": a number in (0, 1], "offset_map": a map, optionally "clearance"}}."""
     steps = {"distance_map", "blend", "shift"}
     if (not isinstance(spec, dict) or not {"colours", "tolerance"} <= set(spec) <= {"colours", "tolerance", *steps}
             or len(steps & set(spec)) > 1):
@@ -185,10 +225,13 @@ def is_map(values: object, tolerance: int) -> bool:
 
 
 def is_shift(shift: object, tolerance: int) -> bool:
-    """A flat field's whole-tile setting: {"min_share": 0 < share <= 1, "offset_map": a map}."""
-    return (isinstance(shift, dict) and set(shift) == {"min_share", "offset_map"}
+    """A flat field's whole-tile setting: {"min_share": 0 < share <= 1, "offset_map": a map, and optionally
+    "clearance": an L2 distance from 0 to MAX_CLEARANCE}."""
+    return (isinstance(shift, dict) and {"min_share", "offset_map"} <= set(shift) <= {"min_share", "offset_map",
+                                                                                      "clearance"}
             and is_number_in(shift["min_share"], 0.0, 1.0, include_low=False)
-            and is_map(shift["offset_map"], tolerance))
+            and is_map(shift["offset_map"], tolerance)
+            and is_number_in(shift.get("clearance", 0.0), 0.0, MAX_CLEARANCE))
 
 
 def is_blend(blend: object, tolerance: int) -> bool:
@@ -210,4 +253,6 @@ def normalised_flat_field(spec: dict) -> dict:
     if spec.get("shift") is not None:
         normalised["shift"] = {"min_share": float(spec["shift"]["min_share"]),
                                "offset_map": [float(d) for d in spec["shift"]["offset_map"]]}
+        if "clearance" in spec["shift"]:
+            normalised["shift"]["clearance"] = float(spec["shift"]["clearance"])
     return normalised

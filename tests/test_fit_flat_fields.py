@@ -15,6 +15,7 @@ from pathgen.flat_fields import (
 from pathgen.generation import load_generator
 from tests.conftest import save_tiny_models
 from training import fit_flat_fields
+from training.cli import class_train_tiles
 
 
 def test_the_candidate_whose_shares_are_nearest_train_wins_and_ties_go_to_the_smaller():
@@ -98,6 +99,39 @@ def test_a_shift_fit_writes_the_offset_map_it_chose_and_summarises_the_offsets(t
                                                    0.3, offset_map))
 
 
+def test_a_shift_fit_with_a_clearance_writes_the_train_clearance_and_applies_it(tmp_path, fixture_dir):
+    save_tiny_models(tmp_path)
+    generator = tmp_path / "gen"
+    argv = ["--data-dir", str(fixture_dir), "--generator", str(generator), "--count", "4", "--colours", "2",
+            "--tolerances", "8", "--min-share", "0.3", "--shift", "--clearance-percentile", "50", "--write"]
+    args = fit_flat_fields.parse_args(argv)
+    record = fit_flat_fields.main(args)
+    _, class_tiles = class_train_tiles(args)
+    clearance = fit_flat_fields.train_clearance(class_tiles, 50, 2024)
+    assert record["clearance"]["distance"] == clearance > 0 and record["clearance"]["percentile"] == 50
+    assert 0 <= record["clearance"]["tiles_moved"] <= 4
+    assert set(record["clearance"]["within_clearance_of_a_train_tile"]) == {"shifted", "cleared"}
+    shift = load_generator(generator).profiles.bank.flat_field_for(1)["shift"]
+    assert shift["clearance"] == clearance and record["flat_field"]["shift"] == shift
+    unshifted = fit_flat_fields.unsnapped_tiles(args, 1, "background")
+    np.testing.assert_array_equal(load_generator(generator).generate(1, 4, seed=2024, profile="bank"),
+                                  shift_to_colours(unshifted, np.array(record["colours"], dtype=np.uint8), 8, 0.3,
+                                                   shift["offset_map"], clearance))
+
+
+def test_the_train_clearance_is_a_percentile_of_half_to_half_nearest_distances():
+    black_white = np.stack([np.zeros((28, 28, 3), np.uint8), np.full((28, 28, 3), 255, np.uint8)])
+    assert fit_flat_fields.train_clearance(black_white, 1, seed=0) == pytest.approx(np.sqrt(28 * 28 * 3))
+    # Four tiles in two pairs of twins, 1 grey level apart: the nearest is a twin or the other pair's tile.
+    pairs = np.stack([np.full((28, 28, 3), v, dtype=np.uint8) for v in (10, 10, 11, 11)])
+    one_level = np.sqrt(28 * 28 * 3) / 255
+    for seed in range(4):
+        # nearest_distances works in float32 by expanding the square: twins come out a few thousandths apart.
+        assert fit_flat_fields.train_clearance(pairs, 100, seed) in (pytest.approx(0.0, abs=0.01),
+                                                                      pytest.approx(one_level, abs=0.01))
+        assert fit_flat_fields.train_clearance(pairs, 50, seed) == fit_flat_fields.train_clearance(pairs, 50, seed)
+
+
 def test_the_offset_map_gives_generated_tiles_the_train_offsets():
     colours = np.array([(200, 200, 200)], dtype=np.uint8)
     at = [np.full((28, 28, 3), 200 + d, dtype=np.uint8) for d in range(7)]
@@ -116,7 +150,8 @@ def test_the_offset_map_gives_generated_tiles_the_train_offsets():
                                   ["--blend-window", "2"], ["--blend-window", "11"],
                                   ["--blend-window", "3", "--tolerances", "2", "--blend-starts", "2"],
                                   ["--blend-window", "3", "--blend-starts", "-1", "2"],
-                                  ["--shift", "--blend-window", "3"]])
+                                  ["--shift", "--blend-window", "3"], ["--clearance-percentile", "1"],
+                                  ["--shift", "--clearance-percentile", "101"]])
 def test_bad_fit_arguments_are_refused(argv):
     with pytest.raises(SystemExit):
         fit_flat_fields.parse_args(argv)

@@ -4,8 +4,10 @@ import pytest
 from pathgen.flat_fields import (
     apply_flat_field,
     blend_to_colours,
+    clear_of_flat,
     exact_colour_tiles,
     fit_distance_map,
+    flat_distance,
     frequent_colours,
     is_flat_field,
     nearest_colours,
@@ -172,6 +174,32 @@ def test_a_shift_is_clipped_at_the_ends_of_the_range():
     assert shift_to_colours(white[:0], np.array([GLASS], dtype=np.uint8), 4, 0.5, [0.0] * 5).shape == (0, 28, 28, 3)
 
 
+def test_a_clearance_keeps_shifted_glass_off_a_flat_tile_of_its_colour_and_leaves_the_rest_alone():
+    colours = np.array([GLASS], dtype=np.uint8)
+    rng = np.random.default_rng(1)
+    fine = np.clip(np.array(GLASS) + (2, 1, 1) + rng.integers(0, 2, (28, 28, 3)), 0, 255).astype(np.uint8)
+    coarse = np.clip(np.array(GLASS) + (2, 1, 1) + rng.integers(-6, 7, (28, 28, 3)), 0, 255).astype(np.uint8)
+    tiles = np.stack([fine, coarse])
+    onto = shift_to_colours(tiles, colours, 8, 0.5, [0.0] * 9)
+    assert flat_distance(onto[0], colours[0]) < 0.2 < flat_distance(onto[1], colours[0])
+    cleared = shift_to_colours(tiles, colours, 8, 0.5, [0.0] * 9, clearance=0.2)
+    # The fine-grained tile is moved back out along its own offset, whole, just far enough; the coarse one as before.
+    assert flat_distance(cleared[0], colours[0]) >= 0.2
+    moved = cleared[0].astype(int) - fine
+    assert (moved == moved[0, 0]).all() and (moved[0, 0] <= 0).all()
+    np.testing.assert_array_equal(cleared[1], onto[1])
+    np.testing.assert_array_equal(shift_to_colours(tiles, colours, 8, 0.5, [0.0] * 9, clearance=0.0), onto)
+
+
+def test_a_tile_exactly_on_its_colour_is_cleared_upward_and_never_past_the_tolerance():
+    colour = np.array(GLASS, dtype=np.uint8)
+    flat = np.full((28, 28, 3), GLASS, dtype=np.uint8)
+    cleared = clear_of_flat(flat, colour, np.zeros(3), 0.0, 0.5, 8)
+    assert flat_distance(cleared, colour) >= 0.5 and (cleared.astype(int) > flat).all()
+    capped = clear_of_flat(flat, colour, np.zeros(3), 0.0, 40.0, 8)  # unreachable: stops at the tolerance
+    np.testing.assert_array_equal(capped.astype(int) - flat, 8)
+
+
 @pytest.mark.parametrize("spec,valid", [
     ({"colours": [list(GLASS)], "tolerance": 3}, True),
     ({"colours": [list(GLASS), (0, 0, 0)], "tolerance": 0}, True),
@@ -206,6 +234,14 @@ def test_a_shift_is_clipped_at_the_ends_of_the_range():
     ({"colours": [list(GLASS)], "tolerance": 2, "shift": {"min_share": 0.5, "offset_map": [0, 2, 1]}}, False),
     ({"colours": [list(GLASS)], "tolerance": 2, "shift": {"min_share": 0.5, "offset_map": [0, 1]}}, False),
     ({"colours": [list(GLASS)], "tolerance": 2, "shift": {"offset_map": [0, 1, 2]}}, False),
+    ({"colours": [list(GLASS)], "tolerance": 2, "shift": {"min_share": 0.5, "offset_map": [0, 1, 2], "clearance": 0.12}},
+     True),
+    ({"colours": [list(GLASS)], "tolerance": 2, "shift": {"min_share": 0.5, "offset_map": [0, 1, 2], "clearance": -1}},
+     False),
+    ({"colours": [list(GLASS)], "tolerance": 2, "shift": {"min_share": 0.5, "offset_map": [0, 1, 2], "clearance": 49}},
+     False),
+    ({"colours": [list(GLASS)], "tolerance": 2, "shift": {"min_share": 0.5, "offset_map": [0, 1, 2], "other": 1}},
+     False),
     ({"colours": [list(GLASS)], "tolerance": 2, "shift": {"min_share": 0.5, "offset_map": [0, 1, 2]},
       "distance_map": [0, 1, 2]}, False),
 ])

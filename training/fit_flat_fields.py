@@ -39,6 +39,7 @@ from pathgen.flat_fields import (
     tile_offsets,
 )
 from pathgen.generation import SamplingProfiles, load_generator, read_generator_config, write_sampling_defaults
+from pathgen.metrics import nearest_distances
 from training.cli import add_class_sample_arguments, class_train_tiles
 from training.provenance import command_line, describe_model
 
@@ -67,6 +68,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="Move whole tiles whose glass (pixels within the tolerance of a colour) holds at least "
                              "--min-share of the tile, by an offset map fitted to train (quantile matching of the "
                              "glass's median offset from its colour), instead of snapping pixels.")
+    parser.add_argument("--clearance-percentile", type=float, default=None,
+                        help="With --shift: keep every shifted tile at least this percentile (0-100) of the nearest-"
+                             "tile distances between two random halves of the class's train tiles away from a flat "
+                             "tile of its colour, so that no shift makes a near-copy of train's blank tiles "
+                             "(default: no clearance).")
     parser.add_argument("--write", action=argparse.BooleanOptionalAction, default=False,
                         help="Write the fitted colours and tolerance into the generator folder (default: print only).")
     args = parser.parse_args(argv)
@@ -74,6 +80,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--colours must be 1-{MAX_COLOURS}, --count at least 1, --min-share in (0, 1].")
     if not all(0 <= t <= MAX_TOLERANCE for t in args.tolerances) or not all(0 <= k <= 255 for k in args.measure_tolerances):
         parser.error(f"--tolerances must be 0-{MAX_TOLERANCE} and --measure-tolerances 0-255.")
+    if args.clearance_percentile is not None and not (args.shift and 0 <= args.clearance_percentile <= 100):
+        parser.error("--clearance-percentile needs --shift and must be 0-100.")
     if args.shift and args.blend_window:
         parser.error("--shift and --blend-window are different steps: give one.")
     if args.blend_window and (args.blend_window % 2 == 0 or not 1 <= args.blend_window <= MAX_WINDOW
@@ -109,16 +117,26 @@ def unsnapped_tiles(args: argparse.Namespace, class_index: int, key: str) -> np.
     return generator.generate(class_index, args.count, seed=args.seed, profile=args.profile)
 
 
+def train_clearance(tiles: np.ndarray, percentile: float, seed: int) -> float:
+    """The `percentile` of the nearest-tile distances (`nearest_distances`) from one random half of `tiles` to the
+    other: what a near-copy is among the class's own train tiles, read without val or test."""
+    order = np.random.default_rng(seed).permutation(len(tiles))
+    half = len(tiles) // 2
+    distances, _ = nearest_distances(tiles[order[half:]], tiles[order[:half]])
+    return float(np.percentile(distances, percentile))
+
+
 def candidate_specs(args: argparse.Namespace, colours: np.ndarray, class_tiles: np.ndarray,
-                    generated: np.ndarray) -> dict[tuple, dict]:
+                    generated: np.ndarray, clearance: float | None = None) -> dict[tuple, dict]:
     """Every flat field the fit compares, keyed (tolerance,) or, blending, (tolerance, start)."""
     base = {"colours": colours.tolist()}
     tolerances = sorted(set(args.tolerances))
     if args.shift:
         # Every candidate's map reads the same nearest colours: computed once, not once per tolerance.
         nearest = [(tiles, nearest_colours(tiles, colours)) for tiles in (class_tiles, generated)]
+        extra = {} if clearance is None else {"clearance": clearance}
         return {(t,): base | {"tolerance": t, "shift": {"min_share": args.min_share, "offset_map": fit_offset_map(
-            nearest, colours, t, args.min_share)}} for t in tolerances}
+            nearest, colours, t, args.min_share)} | extra} for t in tolerances}
     if args.blend_window:
         return {(t, a): base | {"tolerance": t, "blend": {"start": a, "window": args.blend_window}}
                 for t in tolerances for a in sorted(set(args.blend_starts)) if a < t}
@@ -177,7 +195,9 @@ def main(args: argparse.Namespace) -> dict:
     colours = frequent_colours(class_tiles, args.colours)
     train = exact_shares(class_tiles, colours, args.measure_tolerances, args.min_share)
     generated = unsnapped_tiles(args, tissue.index, tissue.key)
-    specs = candidate_specs(args, colours, class_tiles, generated)
+    clearance = (None if args.clearance_percentile is None
+                 else train_clearance(class_tiles, args.clearance_percentile, args.seed))
+    specs = candidate_specs(args, colours, class_tiles, generated, clearance)
     shares = {key: exact_shares(apply_flat_field(generated, spec), colours, args.measure_tolerances, args.min_share)
               for key, spec in specs.items()}
     chosen, errors = choose_candidate(train, shares)
@@ -201,9 +221,29 @@ def main(args: argparse.Namespace) -> dict:
         record["offsets"] = {name: offset_summary(tiles, colours, chosen[0], args.min_share) for name, tiles in (
             ("train", class_tiles), ("generated", generated), ("shifted", apply_flat_field(generated, spec)))}
         print_offsets(record["offsets"], chosen[0])
+    if clearance is not None:
+        record["clearance"] = clearance_summary(args, spec, class_tiles, generated)
     if args.write:
         write_flat_field(args, tissue.key, spec, record)
     return record
+
+
+def clearance_summary(args: argparse.Namespace, spec: dict, class_tiles: np.ndarray, generated: np.ndarray) -> dict:
+    """The clearance and what it does at the chosen tolerance: how many generated tiles it moves, and how many lie
+    nearer than it to a train tile with and without it (the train-side reading of near-copies)."""
+    clearance = spec["shift"]["clearance"]
+    unclear = spec | {"shift": {key: value for key, value in spec["shift"].items() if key != "clearance"}}
+    shifted, cleared = apply_flat_field(generated, unclear), apply_flat_field(generated, spec)
+    near = {name: int((nearest_distances(tiles, class_tiles)[0] < clearance).sum())
+            for name, tiles in (("shifted", shifted), ("cleared", cleared))}
+    moved = int((shifted != cleared).any(axis=(1, 2, 3)).sum())
+    print(f"  clearance {clearance:.4f} (percentile {args.clearance_percentile:g} of train half-to-half nearest "
+          f"distances) moves {moved} of {len(generated)} tiles; within it of a train tile: {near['shifted']} shifted, "
+          f"{near['cleared']} cleared")
+    return {"percentile": args.clearance_percentile, "distance": clearance, "tiles_moved": moved,
+            "within_clearance_of_a_train_tile": near,
+            "rule": "percentile of nearest-tile L2 distances (pixels in [0, 1]) from one random half of the class's "
+                    "train tiles to the other (split by --seed)"}
 
 
 def label(key: tuple) -> str:
