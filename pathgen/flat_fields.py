@@ -123,7 +123,8 @@ def shift_to_colours(tiles: np.ndarray, colours: np.ndarray, tolerance: int, min
     targets = np.where(has_field & (sizes > 0), mapped, sizes)  # a field already on its colour stays there
     shifted = _moved(tiles, offsets, sizes, targets)
     if clearance > 0:
-        for index in np.flatnonzero(has_field):
+        near = has_field & (flat_distances(shifted, colours[field_colour]) < clearance)
+        for index in np.flatnonzero(near):
             shifted[index] = clear_of_flat(tiles[index], colours[field_colour[index]], offsets[index],
                                            targets[index], clearance, tolerance)
     return shifted
@@ -138,10 +139,12 @@ def _moved(tiles: np.ndarray, offsets: np.ndarray, sizes: np.ndarray, targets: n
     return np.clip(np.round(tiles + moves[:, None, None, :]), 0, 255).astype(np.uint8)
 
 
-def flat_distance(tile: np.ndarray, colour: np.ndarray) -> float:
-    """The L2 distance, pixels scaled to [0, 1], from `tile` (uint8 [28, 28, 3]) to a tile that is all `colour`: the
-    near-copy measure (`pathgen.metrics.nearest_distances`) against a perfectly flat tile."""
-    return float(np.sqrt((((tile.astype(np.float64) - colour) / 255.0) ** 2).sum()))
+def flat_distances(tiles: np.ndarray, colours: np.ndarray) -> np.ndarray:
+    """float [n]: the L2 distance, pixels scaled to [0, 1], from each tile (uint8 [n, 28, 28, 3]) to a tile that is
+    all of its colour (uint8 [n, 3]): the near-copy measure (`pathgen.metrics.nearest_distances`) against a
+    perfectly flat tile."""
+    differences = (tiles.astype(np.float64) - colours[:, None, None, :]) / 255.0
+    return np.sqrt((differences ** 2).sum(axis=(1, 2, 3)))
 
 
 def clear_of_flat(tile: np.ndarray, colour: np.ndarray, offset: np.ndarray, target: float, clearance: float,
@@ -152,7 +155,7 @@ def clear_of_flat(tile: np.ndarray, colour: np.ndarray, offset: np.ndarray, targ
     size = offset_sizes(offset[None])
     for step in np.arange(target, max(target, tolerance) + CLEARANCE_STEP, CLEARANCE_STEP):
         moved = _moved(tile[None], offset[None], size, np.array([min(step, max(target, tolerance))]))[0]
-        if flat_distance(moved, colour) >= clearance:
+        if flat_distances(moved[None], colour[None])[0] >= clearance:
             break
     return moved
 

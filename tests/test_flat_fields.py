@@ -7,7 +7,7 @@ from pathgen.flat_fields import (
     clear_of_flat,
     exact_colour_tiles,
     fit_distance_map,
-    flat_distance,
+    flat_distances,
     frequent_colours,
     is_flat_field,
     nearest_colours,
@@ -181,10 +181,10 @@ def test_a_clearance_keeps_shifted_glass_off_a_flat_tile_of_its_colour_and_leave
     coarse = np.clip(np.array(GLASS) + (2, 1, 1) + rng.integers(-6, 7, (28, 28, 3)), 0, 255).astype(np.uint8)
     tiles = np.stack([fine, coarse])
     onto = shift_to_colours(tiles, colours, 8, 0.5, [0.0] * 9)
-    assert flat_distance(onto[0], colours[0]) < 0.2 < flat_distance(onto[1], colours[0])
+    assert flat_distances(onto[0][None], colours)[0] < 0.2 < flat_distances(onto[1][None], colours)[0]
     cleared = shift_to_colours(tiles, colours, 8, 0.5, [0.0] * 9, clearance=0.2)
     # The fine-grained tile is moved back out along its own offset, whole, just far enough; the coarse one as before.
-    assert flat_distance(cleared[0], colours[0]) >= 0.2
+    assert flat_distances(cleared[0][None], colours)[0] >= 0.2
     moved = cleared[0].astype(int) - fine
     assert (moved == moved[0, 0]).all() and (moved[0, 0] <= 0).all()
     np.testing.assert_array_equal(cleared[1], onto[1])
@@ -195,7 +195,7 @@ def test_a_tile_exactly_on_its_colour_is_cleared_upward_and_never_past_the_toler
     colour = np.array(GLASS, dtype=np.uint8)
     flat = np.full((28, 28, 3), GLASS, dtype=np.uint8)
     cleared = clear_of_flat(flat, colour, np.zeros(3), 0.0, 0.5, 8)
-    assert flat_distance(cleared, colour) >= 0.5 and (cleared.astype(int) > flat).all()
+    assert flat_distances(cleared[None], colour[None])[0] >= 0.5 and (cleared.astype(int) > flat).all()
     capped = clear_of_flat(flat, colour, np.zeros(3), 0.0, 40.0, 8)  # unreachable: stops at the tolerance
     np.testing.assert_array_equal(capped.astype(int) - flat, 8)
 
