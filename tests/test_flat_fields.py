@@ -183,7 +183,7 @@ def test_a_clearance_keeps_shifted_glass_off_a_flat_tile_of_its_colour_and_leave
     onto = shift_to_colours(tiles, colours, 8, 0.5, [0.0] * 9)
     assert flat_distances(onto[0][None], colours)[0] < 0.2 < flat_distances(onto[1][None], colours)[0]
     cleared = shift_to_colours(tiles, colours, 8, 0.5, [0.0] * 9, clearance=0.2)
-    # The fine-grained tile is moved back out along its own offset, whole, just far enough; the coarse one as before.
+    # The fine-grained tile is moved back out along its own offset, as a whole; the coarse one as the shift moves it.
     assert flat_distances(cleared[0][None], colours)[0] >= 0.2
     moved = cleared[0].astype(int) - fine
     assert (moved == moved[0, 0]).all() and (moved[0, 0] <= 0).all()
