@@ -198,8 +198,9 @@ def main(args: argparse.Namespace) -> dict:
     clearance = (None if args.clearance_percentile is None
                  else train_clearance(class_tiles, args.clearance_percentile, args.seed))
     specs = candidate_specs(args, colours, class_tiles, generated, clearance)
-    shares = {key: exact_shares(apply_flat_field(generated, spec), colours, args.measure_tolerances, args.min_share)
-              for key, spec in specs.items()}
+    fielded = {key: apply_flat_field(generated, spec) for key, spec in specs.items()}
+    shares = {key: exact_shares(tiles, colours, args.measure_tolerances, args.min_share)
+              for key, tiles in fielded.items()}
     chosen, errors = choose_candidate(train, shares)
     print(f"{tissue.key}: colours {colours.tolist()}; exact-colour tile share at k = {args.measure_tolerances}")
     print(f"  train ({len(class_tiles)} tiles): {' '.join(f'{s:.3f}' for s in train)}")
@@ -219,21 +220,23 @@ def main(args: argparse.Namespace) -> dict:
     if "shift" in spec:
         record["offset_maps"] = {label(key): candidate["shift"]["offset_map"] for key, candidate in specs.items()}
         record["offsets"] = {name: offset_summary(tiles, colours, chosen[0], args.min_share) for name, tiles in (
-            ("train", class_tiles), ("generated", generated), ("shifted", apply_flat_field(generated, spec)))}
+            ("train", class_tiles), ("generated", generated), ("shifted", fielded[chosen]))}
         print_offsets(record["offsets"], chosen[0])
     if clearance is not None:
-        record["clearance"] = clearance_summary(args, spec, class_tiles, generated)
+        record["clearance"] = clearance_summary(args, spec, class_tiles, generated, fielded[chosen])
     if args.write:
         write_flat_field(args, tissue.key, spec, record)
     return record
 
 
-def clearance_summary(args: argparse.Namespace, spec: dict, class_tiles: np.ndarray, generated: np.ndarray) -> dict:
+def clearance_summary(args: argparse.Namespace, spec: dict, class_tiles: np.ndarray, generated: np.ndarray,
+                      cleared: np.ndarray) -> dict:
     """The clearance and what it does at the chosen tolerance: how many generated tiles it moves, and how many lie
-    nearer than it to a train tile with and without it (the train-side reading of near-copies)."""
+    nearer than it to a train tile with and without it (the train-side reading of near-copies). `cleared` is
+    `generated` under `spec`."""
     clearance = spec["shift"]["clearance"]
     unclear = spec | {"shift": {key: value for key, value in spec["shift"].items() if key != "clearance"}}
-    shifted, cleared = apply_flat_field(generated, unclear), apply_flat_field(generated, spec)
+    shifted = apply_flat_field(generated, unclear)
     near = {name: int((nearest_distances(tiles, class_tiles)[0] < clearance).sum())
             for name, tiles in (("shifted", shifted), ("cleared", cleared))}
     moved = int((shifted != cleared).any(axis=(1, 2, 3)).sum())
