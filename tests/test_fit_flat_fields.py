@@ -126,9 +126,7 @@ def test_the_train_clearance_is_a_percentile_of_half_to_half_nearest_distances()
     pairs = np.stack([np.full((28, 28, 3), v, dtype=np.uint8) for v in (10, 10, 11, 11)])
     one_level = np.sqrt(28 * 28 * 3) / 255
     for seed in range(4):
-        # nearest_distances works in float32 by expanding the square: twins come out a few thousandths apart.
-        assert fit_flat_fields.train_clearance(pairs, 100, seed) in (pytest.approx(0.0, abs=0.01),
-                                                                      pytest.approx(one_level, abs=0.01))
+        assert fit_flat_fields.train_clearance(pairs, 100, seed) in (0.0, pytest.approx(one_level, rel=1e-12))
         assert fit_flat_fields.train_clearance(pairs, 50, seed) == fit_flat_fields.train_clearance(pairs, 50, seed)
 
 

@@ -1,7 +1,13 @@
 import numpy as np
 import pytest
 
-from pathgen.metrics import frechet_distance, knn_membership, precision_recall_density_coverage, texture_energy
+from pathgen.metrics import (
+    frechet_distance,
+    knn_membership,
+    nearest_distances,
+    precision_recall_density_coverage,
+    texture_energy,
+)
 
 
 def test_frechet_distance_of_known_gaussians():
@@ -69,3 +75,15 @@ def test_knn_membership_counts_what_coverage_and_precision_average():
     assert not precise[40:].any() and precise[:40].mean() > 0.5
     with pytest.raises(ValueError, match="N >= 7"):
         knn_membership(real[:6], generated)
+
+
+def test_nearest_distances_are_exact_for_bright_and_dark_tiles():
+    bright, dark = np.full((28, 28, 3), 250, np.uint8), np.full((28, 28, 3), 10, np.uint8)
+    nudged = bright.copy()
+    nudged[5, 7, 1] = 251
+    references = np.stack([dark, bright])
+    distances, indices = nearest_distances(np.stack([bright, dark, nudged]), references)
+    # Expanded in float32 these come out thousandths off: twins apart, one grey level blurred.
+    assert distances.tolist() == [0.0, 0.0, 1 / 255] and indices.tolist() == [1, 0, 1]
+    far, _ = nearest_distances(dark[None], bright[None])
+    assert far[0] == pytest.approx(np.sqrt(28 * 28 * 3) * 240 / 255, rel=1e-12)
