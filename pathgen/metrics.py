@@ -138,8 +138,8 @@ def nearest_distances(queries: np.ndarray, references: np.ndarray, chunk: int = 
     reference image.
 
     The square is expanded on the 0-255 pixel values in float64: for uint8 images every product and sum is an
-    integer below 2**31, held exactly, so distances come out exact; expanded in float32, bright tiles' squared norms
-    (~2300) left errors of a few thousandths, the size of background's near-copy margin.
+    integer below 2**31, held exactly, so distances come out exact. In float32 the expansion errs by a few
+    thousandths on bright tiles (squared norms near 2300 on [0, 1]), the size of background's near-copy margin.
     """
     ref = torch.from_numpy(references.reshape(len(references), -1).astype(np.float64))
     ref_sq = (ref * ref).sum(dim=1)
