@@ -43,6 +43,12 @@ def frequent_colours(tiles: np.ndarray, count: int) -> np.ndarray:
     return np.stack([(top >> 16) & 255, (top >> 8) & 255, top & 255], axis=1).astype(np.uint8)
 
 
+def pixel_shares(tiles: np.ndarray, colours: np.ndarray) -> np.ndarray:
+    """float [k]: the share of all pixels of `tiles` (uint8 [n, 28, 28, 3]) that are exactly each of `colours` ([k, 3])."""
+    pixels = tiles.reshape(-1, 3)
+    return np.array([(pixels == colour).all(axis=1).mean() for colour in colours.astype(tiles.dtype)])
+
+
 def colour_distances(tiles: np.ndarray, colours: np.ndarray) -> np.ndarray:
     """int [n, 28, 28, k]: each pixel's largest channel difference to each colour."""
     return np.abs(tiles[..., None, :].astype(np.int16) - colours.astype(np.int16)).max(axis=-1)

@@ -35,6 +35,9 @@ def test_fit_writes_the_class_flat_field_and_a_record_and_refits_the_same(tmp_pa
     images, labels = load_split("train", str(fixture_dir))
     colours = frequent_colours(images[labels == 1], 3)
     assert record["colours"] == colours.tolist() and record["train_tiles"] == int((labels == 1).sum())
+    pixels = images[labels == 1].reshape(-1, 3)
+    assert record["colour_shares"] == [round(float((pixels == c).all(axis=1).mean()), 5) for c in colours]
+    assert record["colour_shares"] == sorted(record["colour_shares"], reverse=True) and record["colour_shares"][0] > 0
     assert str(record["tolerance"]) == min(record["errors"], key=lambda t: (record["errors"][t], int(t)))
     assert record["flat_field"] == {"colours": colours.tolist(), "tolerance": 16,
                                     "distance_map": record["distance_maps"]["16"]}

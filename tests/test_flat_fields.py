@@ -11,6 +11,7 @@ from pathgen.flat_fields import (
     frequent_colours,
     is_flat_field,
     nearest_colours,
+    pixel_shares,
     shift_to_colours,
     snap_to_colours,
     tile_offsets,
@@ -247,3 +248,11 @@ def test_a_tile_exactly_on_its_colour_is_cleared_upward_and_never_past_the_toler
 ])
 def test_flat_field_settings_are_checked(spec, valid):
     assert is_flat_field(spec) is valid
+
+
+def test_pixel_shares_count_exact_matches_only():
+    tile = np.zeros((1, 28, 28, 3), dtype=np.uint8)
+    tile[0, :7] = (237, 221, 236)
+    tile[0, 7:14] = (237, 221, 235)
+    shares = pixel_shares(tile, np.array([[237, 221, 236], [0, 0, 0], [1, 1, 1]]))
+    assert shares.tolist() == [0.25, 0.5, 0.0]

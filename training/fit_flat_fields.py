@@ -36,6 +36,7 @@ from pathgen.flat_fields import (
     frequent_colours,
     nearest_colours,
     offset_sizes,
+    pixel_shares,
     tile_offsets,
 )
 from pathgen.generation import SamplingProfiles, load_generator, read_generator_config, write_sampling_defaults
@@ -202,7 +203,9 @@ def main(args: argparse.Namespace) -> dict:
     shares = {key: exact_shares(tiles, colours, args.measure_tolerances, args.min_share)
               for key, tiles in fielded.items()}
     chosen, errors = choose_candidate(train, shares)
-    print(f"{tissue.key}: colours {colours.tolist()}; exact-colour tile share at k = {args.measure_tolerances}")
+    colour_shares = [round(float(share), 5) for share in pixel_shares(class_tiles, colours)]
+    print(f"{tissue.key}: colours {colours.tolist()}, each this share of train pixels: {colour_shares}")
+    print(f"  exact-colour tile share at k = {args.measure_tolerances}")
     print(f"  train ({len(class_tiles)} tiles): {' '.join(f'{s:.3f}' for s in train)}")
     for key, values in shares.items():
         mark = "  <- chosen" if key == chosen else ""
@@ -210,8 +213,8 @@ def main(args: argparse.Namespace) -> dict:
     spec = specs[chosen]
     print(f"  chosen: {spec}")
     record = {"command": command_line("training.fit_flat_fields", args), "generator": describe_model(args.generator),
-              "class": tissue.key, "profile": args.profile, "colours": colours.tolist(), "tolerance": chosen[0],
-              "flat_field": spec, "measure_tolerances": args.measure_tolerances, "min_share": args.min_share,
+              "class": tissue.key, "profile": args.profile, "colours": colours.tolist(), "colour_shares": colour_shares,
+              "tolerance": chosen[0], "flat_field": spec, "measure_tolerances": args.measure_tolerances, "min_share": args.min_share,
               "train_tiles": len(class_tiles), "train_shares": train, "generated_tiles": args.count,
               "snapped_shares": {label(key): s for key, s in shares.items()},
               "errors": {label(key): e for key, e in errors.items()}}
