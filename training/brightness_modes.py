@@ -37,12 +37,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pathgen.classifier import TissueClassifier
 from pathgen.flat_fields import EXACT_COLOURS, EXACT_MIN_SHARE, EXACT_TOLERANCE, exact_colour_tiles, frequent_colours
 from pathgen.generation import load_generator
-from pathgen.judge import TissueJudge
 from pathgen.metrics import NEAREST_K, knn_membership, texture_energy
-from training.cli import add_class_sample_arguments, class_train_tiles
+from training.cli import add_class_sample_arguments, class_train_tiles, model_features
 from training.provenance import command_line, describe_model
 
 BAND_EDGES = (0, 90, 120, 150, 180, 200, 220, 256)
@@ -123,13 +121,6 @@ def coverage_by_band(reference: np.ndarray, generated: np.ndarray, features: Cal
     return figures
 
 
-def feature_function(args: argparse.Namespace) -> Callable[[np.ndarray], np.ndarray]:
-    """The features of the model --coverage-features names: uint8 tiles -> [N, D]."""
-    model = (TissueJudge if args.coverage_features == "judge" else TissueClassifier).from_pretrained(
-        getattr(args, args.coverage_features))
-    return model.features
-
-
 def shown(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
@@ -184,8 +175,9 @@ def main(args: argparse.Namespace) -> dict:
     if args.exact_colours:
         result["exact_colours"], flags = exact_colour_figures(args, class_tiles, class_tiles[pick], tiles)
     if args.coverage_features:
+        features = model_features(args.coverage_features, args.classifier, args.judge)
         result["coverage_by_band"] = {"features": args.coverage_features, "k": NEAREST_K, "reference_seed": REFERENCE_SEED,
-                                      **coverage_by_band(class_tiles[pick], tiles, feature_function(args), flags)}
+                                      **coverage_by_band(class_tiles[pick], tiles, features, flags)}
         print_coverage(bands, result["coverage_by_band"], args.coverage_features)
     if args.output:
         Path(args.output).write_text(json.dumps(result, indent=2) + "\n")

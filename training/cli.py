@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
+from pathgen.classifier import TissueClassifier
 from pathgen.data import TissueClass, add_data_arguments, load_split, resolve_class
 from pathgen.generation import PROFILES
+from pathgen.judge import TissueJudge
 
 
 def add_class_sample_arguments(parser: argparse.ArgumentParser, *, profile_help: str, count: int, seed: int) -> None:
@@ -30,3 +33,9 @@ def class_train_tiles(args: argparse.Namespace) -> tuple[TissueClass, np.ndarray
     tissue = resolve_class(args.tissue)
     images, labels = load_split("train", args.data_dir, download=args.download)
     return tissue, images[labels == tissue.index]
+
+
+def model_features(kind: str, classifier: str, judge: str) -> Callable[[np.ndarray], np.ndarray]:
+    """The features (uint8 tiles -> [N, D]) of the classifier or the judge (`kind`), loaded from its folder."""
+    model = TissueJudge.from_pretrained(judge) if kind == "judge" else TissueClassifier.from_pretrained(classifier)
+    return model.features
