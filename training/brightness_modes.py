@@ -40,14 +40,13 @@ import numpy as np
 from pathgen.flat_fields import EXACT_COLOURS, EXACT_MIN_SHARE, EXACT_TOLERANCE, exact_colour_tiles, frequent_colours
 from pathgen.generation import load_generator
 from pathgen.metrics import NEAREST_K, knn_membership, texture_energy
-from training.cli import add_class_sample_arguments, class_train_tiles, model_features
+from training.cli import REFERENCE_SEED, add_class_sample_arguments, class_train_tiles, model_features, reference_indices
 from training.provenance import command_line, describe_model
 
 BAND_EDGES = (0, 90, 120, 150, 180, 200, 220, 256)
 # Texture bands, in pathgen.metrics.texture_energy's grey-level steps: real background's p10 / median / p90 are
 # about 0.8 / 3.5 / 11.4, so the bands separate flat, typical and rough tiles.
 TEXTURE_EDGES = (0.0, 2.0, 4.0, 8.0, 256.0)
-REFERENCE_SEED = 0  # which train tiles are the coverage reference; apart from --seed, which draws the generated ones
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -169,8 +168,7 @@ def main(args: argparse.Namespace) -> dict:
     result = {"command": command_line("training.brightness_modes", args), "generator": describe_model(args.generator),
               "class": tissue.key, "bands": bands, "train": train, "generated": generated,
               "total_variation": distance}
-    pick = np.random.default_rng(REFERENCE_SEED).choice(len(class_tiles), min(args.count, len(class_tiles)),
-                                                         replace=False)
+    pick = reference_indices(len(class_tiles), args.count)
     flags = None
     if args.exact_colours:
         result["exact_colours"], flags = exact_colour_figures(args, class_tiles, class_tiles[pick], tiles)

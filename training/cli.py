@@ -35,6 +35,16 @@ def class_train_tiles(args: argparse.Namespace) -> tuple[TissueClass, np.ndarray
     return tissue, images[labels == tissue.index]
 
 
+# Which train tiles are a class's coverage reference in the train-side readings; apart from --seed, which draws the
+# generated tiles.
+REFERENCE_SEED = 0
+
+
+def reference_indices(tile_count: int, count: int) -> np.ndarray:
+    """The indices of the `count` reference tiles (at most all `tile_count`) among a class's train tiles."""
+    return np.random.default_rng(REFERENCE_SEED).choice(tile_count, min(count, tile_count), replace=False)
+
+
 def model_features(kind: str, classifier: str, judge: str) -> Callable[[np.ndarray], np.ndarray]:
     """The features (uint8 tiles -> [N, D]) of the classifier or the judge (`kind`), loaded from its folder."""
     model = TissueJudge.from_pretrained(judge) if kind == "judge" else TissueClassifier.from_pretrained(classifier)

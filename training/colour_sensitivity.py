@@ -34,10 +34,9 @@ from scipy.spatial import cKDTree
 
 from pathgen.generation import load_generator
 from pathgen.metrics import NEAREST_K, knn_membership, texture_energy
-from training.cli import add_class_sample_arguments, class_train_tiles, model_features
+from training.cli import REFERENCE_SEED, add_class_sample_arguments, class_train_tiles, model_features, reference_indices
 from training.provenance import command_line, describe_model
 
-REFERENCE_SEED = 0  # the reference tiles: the same pick as training.brightness_modes
 SECOND_SET_SEED = 1  # the second real set, drawn from the train tiles the reference leaves
 # Texture energy below 4 grey-level steps: the flat and low bands of training.brightness_modes' TEXTURE_EDGES.
 SMOOTH_TEXTURE = 4.0
@@ -68,7 +67,7 @@ def real_sets(class_tiles: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarr
     """(reference, second set, the rest): `count` tiles each, disjoint, and every other tile of the class."""
     if len(class_tiles) < 2 * count + 1:
         raise ValueError(f"{len(class_tiles)} train tiles of the class cannot give two sets of {count} and a rest.")
-    reference = np.random.default_rng(REFERENCE_SEED).choice(len(class_tiles), count, replace=False)
+    reference = reference_indices(len(class_tiles), count)
     left = np.setdiff1d(np.arange(len(class_tiles)), reference)
     second = np.random.default_rng(SECOND_SET_SEED).choice(left, count, replace=False)
     rest = np.setdiff1d(left, second)
