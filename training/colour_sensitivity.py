@@ -4,8 +4,8 @@
         --features judge
 
 k-NN coverage counts a real tile as covered when a generated tile lies inside the ball that reaches its k-th
-nearest real neighbour. Smooth tiles (blank glass, thin stain) of one slide are near-identical, so their balls are
-small, and how small says how exact a generated tile's colour must be to enter one. Two readings, both against the
+nearest real neighbour. Smooth tiles (blank glass, thin stain) often have near-identical real neighbours, so their
+balls are small, and how small says how exact a generated tile's colour must be to enter one. Two readings, both against the
 same `--count` reference train tiles `training.brightness_modes` uses (k = 5, as `evaluate_generator` counts):
 
 1. **A second real set moved.** `--count` other train tiles of the class, every pixel moved by d grey levels in
