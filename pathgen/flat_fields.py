@@ -141,7 +141,11 @@ def _moved(tiles: np.ndarray, offsets: np.ndarray, sizes: np.ndarray, targets: n
     offset is zero moves along (1, 1, 1)."""
     zero = sizes <= 0
     scale = np.where(zero, 1.0, targets / np.maximum(sizes, 1e-12))
-    moves = np.where(zero[:, None], targets[:, None], offsets * (scale - 1.0)[:, None])
+    return moved_tiles(tiles, np.where(zero[:, None], targets[:, None], offsets * (scale - 1.0)[:, None]))
+
+
+def moved_tiles(tiles: np.ndarray, moves: np.ndarray) -> np.ndarray:
+    """`tiles` (uint8 [n, 28, 28, 3]) with every pixel of tile i moved by moves[i] (float [n, 3]), rounded, clipped."""
     return np.clip(np.round(tiles + moves[:, None, None, :]), 0, 255).astype(np.uint8)
 
 

@@ -4,6 +4,7 @@ import shlex
 import numpy as np
 import pytest
 
+from pathgen.flat_fields import moved_tiles
 from tests.conftest import save_tiny_models
 from training import colour_sensitivity
 
@@ -14,7 +15,7 @@ def test_tiles_move_onto_the_nearest_mean_colour_within_the_largest_move():
     means = np.array([[103.0, 102.0, 101.0], [150.0, 150.0, 150.0]])
     placed, sizes = colour_sensitivity.at_nearest_means(tiles, means, max_move=4.0)
     own = colour_sensitivity.mean_colours(tiles[:1])[0]
-    assert placed[0].astype(int).tolist() == colour_sensitivity.moved(tiles[:1], (means[0] - own)[None])[0].tolist()
+    assert placed[0].astype(int).tolist() == moved_tiles(tiles[:1], (means[0] - own)[None])[0].tolist()
     assert int(placed[0, 0, 0, 0]) - int(placed[0, 1, 1, 0]) == 10
     assert (placed[1] == tiles[1]).all() and sizes[1] == 0.0  # 50 levels from the nearest mean: left as drawn
     assert sizes[0] == pytest.approx(np.abs(means[0] - own).max())

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial import cKDTree
 
+from pathgen.flat_fields import moved_tiles
 from pathgen.generation import load_generator
 from pathgen.metrics import NEAREST_K, knn_membership, texture_energy
 from training.cli import REFERENCE_SEED, add_class_sample_arguments, class_train_tiles, model_features, reference_indices
@@ -79,11 +80,6 @@ def mean_colours(tiles: np.ndarray) -> np.ndarray:
     return tiles.reshape(len(tiles), -1, 3).astype(np.float64).mean(axis=1)
 
 
-def moved(tiles: np.ndarray, moves: np.ndarray) -> np.ndarray:
-    """`tiles` (uint8 [n, 28, 28, 3]) with every pixel of tile i moved by moves[i] (float [n, 3]), rounded, clipped."""
-    return np.clip(np.round(tiles.astype(np.float64) + moves[:, None, None, :]), 0, 255).astype(np.uint8)
-
-
 def at_nearest_means(tiles: np.ndarray, means: np.ndarray, max_move: float) -> tuple[np.ndarray, np.ndarray]:
     """(`tiles` each moved so its mean colour is the nearest of `means` [m, 3], where that move is at most `max_move`
     in every channel, else left; float [n]: each tile's move size, its largest channel, 0 for tiles left)."""
@@ -92,7 +88,7 @@ def at_nearest_means(tiles: np.ndarray, means: np.ndarray, max_move: float) -> t
     moves = means[nearest] - own
     sizes = np.abs(moves).max(axis=1)
     moves[sizes > max_move] = 0.0
-    return moved(tiles, moves), np.where(sizes > max_move, 0.0, sizes)
+    return moved_tiles(tiles, moves), np.where(sizes > max_move, 0.0, sizes)
 
 
 def coverage_figures(reference_features: np.ndarray, features: np.ndarray, smooth: np.ndarray) -> dict:
@@ -105,9 +101,11 @@ def coverage_figures(reference_features: np.ndarray, features: np.ndarray, smoot
 def shifted_real_readings(features: Callable[[np.ndarray], np.ndarray], reference_features: np.ndarray,
                           second: np.ndarray, smooth: np.ndarray, shifts: list[int]) -> list[dict]:
     """Reading 1: the second real set moved by each of `shifts` grey levels."""
-    return [{"shift": shift, **coverage_figures(reference_features, features(moved(second, np.full((len(second), 3),
-                                                                                                 float(shift)))), smooth)}
-            for shift in shifts]
+    readings = []
+    for shift in shifts:
+        moved = moved_tiles(second, np.full((len(second), 3), float(shift)))
+        readings.append({"shift": shift, **coverage_figures(reference_features, features(moved), smooth)})
+    return readings
 
 
 def shown(value: float | None) -> str:
